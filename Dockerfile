@@ -1,0 +1,59 @@
+# One image for SageMaker training (`train`) and serving (`serve`), CPU or NVIDIA GPU.
+#
+#   docker build -t byoc .                                  # CPU, public base image, PyPI
+#   docker build --build-arg VARIANT=gpu -t byoc:gpu .      # CUDA build of torch (no driver inside)
+#   docker build --build-arg BASE_IMAGE=byoc-base:bookworm -t byoc .   # offline: see container/scripts/
+#
+# With wheels in ./wheelhouse (container/scripts/make-wheelhouse.sh) nothing is fetched from PyPI.
+
+ARG BASE_IMAGE=python:3.11-slim-bookworm
+
+# ---- stage 1: a virtualenv with the dependencies (wheelhouse and build tools stay here) ----
+FROM ${BASE_IMAGE} AS deps
+ARG VARIANT=cpu
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
+COPY container/requirements.txt /tmp/requirements.txt
+COPY wheelhouse/ /tmp/wheelhouse/
+RUN set -eu; \
+    python3 -m venv /opt/venv; \
+    if ls /tmp/wheelhouse/*.whl >/dev/null 2>&1; then \
+        /opt/venv/bin/pip install --no-index --find-links /tmp/wheelhouse -r /tmp/requirements.txt; \
+    else \
+        case "$VARIANT" in \
+            cpu) index="--extra-index-url https://download.pytorch.org/whl/cpu" ;; \
+            gpu) index="" ;; \
+            *) echo "VARIANT must be cpu or gpu, got '$VARIANT'" >&2; exit 1 ;; \
+        esac; \
+        # sagemaker-training ships as source with a C extension: it needs a compiler to install.
+        apt-get update; apt-get install -y --no-install-recommends gcc libc6-dev; \
+        /opt/venv/bin/pip install --upgrade pip wheel; \
+        /opt/venv/bin/pip install $index -r /tmp/requirements.txt; \
+    fi; \
+    /opt/venv/bin/python -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"; \
+    # Test suites and the pip/setuptools bootstrap are dead weight in a runtime image.
+    find /opt/venv -depth -type d \( -name tests -o -name test \) -path '*site-packages/*' \
+        -not -path '*/torch/*' -exec rm -rf {} +; \
+    rm -rf /opt/venv/lib/python3*/site-packages/pip /opt/venv/lib/python3*/site-packages/setuptools
+
+# ---- stage 2: the runtime image ----
+FROM ${BASE_IMAGE}
+ARG VARIANT=cpu
+LABEL com.amazonaws.sagemaker.capabilities.accept-bind-to-port=true \
+      org.opencontainers.image.title="sagemaker-byoc-surface-normals" \
+      byoc.variant="${VARIANT}"
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONPATH=/opt/program
+COPY --from=deps /opt/venv /opt/venv
+# Code last: a code change rebuilds only these layers.
+COPY model /opt/program/model
+COPY train /opt/program/train
+COPY serve /opt/program/serve
+COPY container /opt/program/container
+RUN /opt/venv/bin/python -m compileall -q /opt/program
+WORKDIR /opt/program
+EXPOSE 8080
+# Exec form: PID 1 is our launcher, so SIGTERM from SageMaker reaches it (see container/__main__.py).
+ENTRYPOINT ["/opt/venv/bin/python", "-m", "container"]
+CMD ["train"]

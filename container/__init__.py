@@ -1,0 +1,1 @@
+"""The only SageMaker-aware code: the /opt/ml contract, the `train`/`serve` launcher, gunicorn config."""

@@ -1,0 +1,148 @@
+"""The on-disk dataset format and the training/evaluation views of it.
+
+A channel directory holds ``images/<stem>.png|jpg|jpeg``, ``normals/<stem>.png`` and optionally
+``masks/<stem>.png``. Every image needs a normal map of the same size and vice versa.
+
+Resize/crop rule: each sample is scaled so its shorter side equals ``image_size`` (image: bilinear
+with antialiasing; normals and mask: nearest, so no invalid pixel bleeds into a valid one), then cut
+to ``image_size`` x ``image_size``: a random window during training, the centre for evaluation.
+Training also mirrors half the samples left-right (negating the normals' x component).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from model.family import DataFormatError
+from model.normals.encoding import read_mask, read_normals, read_rgb
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+INPUT_MEAN = 0.5
+INPUT_STD = 0.5
+
+
+@dataclass(frozen=True)
+class Sample:
+    stem: str
+    image: Path
+    normals: Path
+    mask: Path | None
+
+
+def _by_stem(folder: Path, suffixes: Sequence[str]) -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith(".") or path.suffix.lower() not in suffixes or not path.is_file():
+            continue
+        if path.stem in found:
+            raise DataFormatError(f"{folder}: two files share the stem {path.stem!r}: {found[path.stem].name}, {path.name}")
+        found[path.stem] = path
+    return found
+
+
+def index_channel(root: Path) -> list[Sample]:
+    images_dir, normals_dir, masks_dir = root / "images", root / "normals", root / "masks"
+    for required in (images_dir, normals_dir):
+        if not required.is_dir():
+            present = sorted(p.name for p in root.iterdir()) if root.is_dir() else []
+            raise DataFormatError(
+                f"{root}: missing folder {required.name}/ (found {present}); a channel holds "
+                "images/<stem>.png|jpg, normals/<stem>.png and optionally masks/<stem>.png"
+            )
+    images = _by_stem(images_dir, IMAGE_SUFFIXES)
+    normals = _by_stem(normals_dir, (".png",))
+    masks = _by_stem(masks_dir, (".png",)) if masks_dir.is_dir() else {}
+    for kind, extra in (
+        ("images without a normal map", sorted(set(images) - set(normals))),
+        ("normal maps without an image", sorted(set(normals) - set(images))),
+        ("masks without an image", sorted(set(masks) - set(images))),
+    ):
+        if extra:
+            shown = ", ".join(extra[:5]) + (" ..." if len(extra) > 5 else "")
+            raise DataFormatError(f"{root}: {len(extra)} {kind} (stems: {shown}); every stem needs both")
+    if not images:
+        raise DataFormatError(f"{root}: no images found in images/ (accepted: {', '.join(IMAGE_SUFFIXES)})")
+    return [Sample(s, images[s], normals[s], masks.get(s)) for s in sorted(images)]
+
+
+def load_sample(sample: Sample) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(HxWx3 uint8 image, HxWx3 float32 normals, HxW bool valid) at the file's own size."""
+    image = read_rgb(sample.image)
+    normals, valid = read_normals(sample.normals)
+    if normals.shape[:2] != image.shape[:2]:
+        raise DataFormatError(
+            f"{sample.normals}: size {normals.shape[1]}x{normals.shape[0]} differs from its image "
+            f"{sample.image.name} ({image.shape[1]}x{image.shape[0]})"
+        )
+    if sample.mask is not None:
+        mask = read_mask(sample.mask)
+        if mask.shape != valid.shape:
+            raise DataFormatError(f"{sample.mask}: mask size differs from its image {sample.image.name}")
+        valid &= mask
+    return image, normals, valid
+
+
+def normalize_input(image: torch.Tensor) -> torch.Tensor:
+    """CxHxW float image in [0, 1] to the network's input scale."""
+    return (image - INPUT_MEAN) / INPUT_STD
+
+
+class NormalsDataset(Dataset):
+    """Items: ``input`` (3xSxS float), ``normals`` (3xSxS float), ``valid`` (1xSxS bool)."""
+
+    def __init__(self, samples: Sequence[Sample], image_size: int, augment: bool, seed: int) -> None:
+        self.samples = list(samples)
+        self.image_size = image_size
+        self.augment = augment
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        image, normals, valid = load_sample(self.samples[index])
+        # Augmentation is a pure function of (seed, epoch, index): resumed runs and any number of
+        # loader workers see exactly the same crops and flips.
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        img = torch.from_numpy(image).permute(2, 0, 1).float().div_(255.0)
+        nrm = torch.from_numpy(normals).permute(2, 0, 1)
+        val = torch.from_numpy(valid)[None].float()
+        img, nrm, val = _resize_shorter_side(img, nrm, val, self.image_size)
+        img, nrm, val = _crop(img, nrm, val, self.image_size, rng if self.augment else None)
+        if self.augment and rng.random() < 0.5:
+            img, nrm, val = img.flip(-1), nrm.flip(-1), val.flip(-1)
+            nrm = nrm * torch.tensor([-1.0, 1.0, 1.0]).view(3, 1, 1)
+        return {"input": normalize_input(img), "normals": nrm.contiguous(), "valid": val.bool()}
+
+
+def _resize_shorter_side(img, nrm, val, size: int):
+    h, w = img.shape[-2:]
+    scale = size / min(h, w)
+    if scale == 1.0:
+        return img, nrm, val
+    out = (max(size, round(h * scale)), max(size, round(w * scale)))
+    img = F.interpolate(img[None], size=out, mode="bilinear", antialias=True, align_corners=False)[0]
+    nrm = F.interpolate(nrm[None], size=out, mode="nearest-exact")[0]
+    val = F.interpolate(val[None], size=out, mode="nearest-exact")[0]
+    return img.clamp_(0, 1), nrm, val
+
+
+def _crop(img, nrm, val, size: int, rng: np.random.Generator | None):
+    h, w = img.shape[-2:]
+    if rng is None:
+        top, left = (h - size) // 2, (w - size) // 2
+    else:
+        top, left = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
+    window = (..., slice(top, top + size), slice(left, left + size))
+    return img[window], nrm[window], val[window]

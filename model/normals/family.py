@@ -1,0 +1,75 @@
+"""The surface-normal model family: the U-Net, its data format, loss, metrics and codecs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import Dataset
+
+from model.family import Batch, ModelFamily
+from model.normals.data import INPUT_MEAN, INPUT_STD, NormalsDataset, Sample, index_channel, normalize_input
+from model.normals.encoding import normals_to_rgb
+from model.normals.network import UNet, UNetConfig
+from model.normals.objective import AngularMetrics, cosine_loss
+
+
+class SurfaceNormals(ModelFamily):
+    config_type = UNetConfig
+    objective_metric = "validation:mean_angular_error"
+
+    def build(self, config: UNetConfig) -> nn.Module:
+        return UNet(config)
+
+    def preprocessing(self, config: UNetConfig, image_size: int) -> dict[str, Any]:
+        return {
+            "image_size": image_size,
+            "input_mean": INPUT_MEAN,
+            "input_std": INPUT_STD,
+            "pad_multiple": config.stride,
+            "normals_encoding": "rgb=(n+1)/2*255, x right, y up, z toward the viewer",
+        }
+
+    def index(self, channel_dir: Path) -> list[Sample]:
+        return index_channel(channel_dir)
+
+    def dataset(self, samples: Sequence[Sample], *, image_size: int, augment: bool, seed: int) -> Dataset:
+        return NormalsDataset(samples, image_size=image_size, augment=augment, seed=seed)
+
+    def loss(self, outputs: torch.Tensor, batch: Batch) -> torch.Tensor:
+        return cosine_loss(outputs, batch["normals"], batch["valid"])
+
+    def metrics(self) -> AngularMetrics:
+        return AngularMetrics()
+
+    def panel(self, batch: Batch, outputs: torch.Tensor, index: int) -> np.ndarray:
+        image = (batch["input"][index].float().cpu() * INPUT_STD + INPUT_MEAN).clamp(0, 1)
+        image = (image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        valid = batch["valid"][index, 0].cpu().numpy()
+        truth = normals_to_rgb(batch["normals"][index].float().cpu().permute(1, 2, 0).numpy(), valid)
+        pred = normals_to_rgb(outputs[index].detach().float().cpu().permute(1, 2, 0).numpy())
+        return np.concatenate([image, truth, pred], axis=1)
+
+    def to_input(self, image: np.ndarray, preprocessing: Mapping[str, Any]) -> torch.Tensor:
+        t = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+        t = t.float().div_(255.0) if t.dtype == torch.uint8 else t.float()
+        multiple = int(preprocessing.get("pad_multiple", 16))
+        h, w = t.shape[-2:]
+        pad_h, pad_w = -h % multiple, -w % multiple
+        if pad_h or pad_w:
+            # Reflection keeps image statistics at the border; it needs the pad to be smaller than the side.
+            mode = "reflect" if pad_h < h and pad_w < w else "replicate"
+            t = F.pad(t[None], (0, pad_w, 0, pad_h), mode=mode)[0]
+        return normalize_input(t)
+
+    def from_output(self, output: torch.Tensor, image_shape: tuple[int, ...]) -> np.ndarray:
+        h, w = image_shape[:2]
+        return output[:, :h, :w].float().permute(1, 2, 0).cpu().numpy()
+
+    def to_image(self, prediction: np.ndarray) -> np.ndarray:
+        return normals_to_rgb(prediction)

@@ -1,0 +1,73 @@
+"""A U-Net that maps an RGB image to a unit normal per pixel."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass(frozen=True)
+class UNetConfig:
+    #: Channels of the first level; each level down doubles them.
+    base_channels: int = 32
+    #: Number of 2x down-sampling steps; inputs are padded to a multiple of 2**depth.
+    depth: int = 4
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.base_channels <= 256:
+            raise ValueError(f"base_channels must be in [1, 256], got {self.base_channels}")
+        if not 1 <= self.depth <= 6:
+            raise ValueError(f"depth must be in [1, 6], got {self.depth}")
+
+    @property
+    def stride(self) -> int:
+        return 2**self.depth
+
+
+def _double_conv(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, padding=1, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(cout, cout, 3, padding=1, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    )
+
+
+class _Up(nn.Module):
+    def __init__(self, cin: int, cskip: int, cout: int) -> None:
+        super().__init__()
+        self.reduce = nn.Conv2d(cin, cskip, 1)
+        self.conv = _double_conv(2 * cskip, cout)
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+        return self.conv(torch.cat([self.reduce(x), skip], dim=1))
+
+
+class UNet(nn.Module):
+    """Encoder-decoder with skip connections; the output is L2-normalised along channels."""
+
+    def __init__(self, config: UNetConfig) -> None:
+        super().__init__()
+        widths = [config.base_channels * 2**i for i in range(config.depth + 1)]
+        self.stem = _double_conv(3, widths[0])
+        self.down = nn.ModuleList(_double_conv(widths[i], widths[i + 1]) for i in range(config.depth))
+        self.up = nn.ModuleList(
+            _Up(widths[i + 1], widths[i], widths[i]) for i in reversed(range(config.depth))
+        )
+        self.head = nn.Conv2d(widths[0], 3, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = [self.stem(x)]
+        for block in self.down:
+            skips.append(block(F.max_pool2d(skips[-1], 2)))
+        x = skips.pop()
+        for block in self.up:
+            x = block(x, skips.pop())
+        # Normalise in float32: under autocast a half-precision norm loses the unit length.
+        return F.normalize(self.head(x).float(), dim=1, eps=1e-6)

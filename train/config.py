@@ -1,0 +1,190 @@
+"""Hyperparameters: parsed once, from strings, into a frozen typed config.
+
+SageMaker hands every hyperparameter over as a string; the SageMaker Python SDK sometimes JSON-quotes
+them (``"\\"0.001\\""``) and a plain ``Estimator`` sends Python's ``"True"``. The toolkit has already
+JSON-decoded what it could. Everything funnels through :func:`parse_hyperparameters`.
+
+``python -m train.config`` prints the table of every hyperparameter (used in the README).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from model.family import ModelFamily, load_family
+from model.runtime import PRECISIONS
+from train.errors import UserError
+
+DEFAULT_FAMILY = "model.normals:SurfaceNormals"
+
+
+def _hp(default: Any, help: str, check: Callable[[Any], bool] | None = None, rule: str = "") -> Any:
+    return field(default=default, metadata={"help": help, "check": check, "rule": rule})
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = _hp(10, "Passes over the training set.", lambda v: v >= 1, ">= 1")
+    batch_size: int = _hp(16, "Images per step on each GPU/process (global batch = this x processes).",
+                          lambda v: v >= 1, ">= 1")
+    learning_rate: float = _hp(1e-3, "Peak AdamW learning rate (for the global batch).", lambda v: v > 0, "> 0")
+    weight_decay: float = _hp(1e-4, "AdamW weight decay.", lambda v: v >= 0, ">= 0")
+    lr_schedule: str = _hp("cosine", "Learning-rate schedule after a 3% linear warm-up.",
+                           lambda v: v in ("cosine", "constant"), "cosine | constant")
+    image_size: int = _hp(128, "Training crop side in pixels (see the resize/crop rule); a multiple of 2**depth.",
+                          lambda v: 16 <= v <= 2048, "16..2048")
+    validation_fraction: float = _hp(0.1, "Share of `train` held out for validation when there is no "
+                                     "`validation` channel.", lambda v: 0 <= v < 0.9, "[0, 0.9)")
+    seed: int = _hp(0, "Seed for initialisation, the split, shuffling and augmentation.")
+    augment: bool = _hp(True, "Random crops and left-right mirroring during training.")
+    data_workers: int = _hp(-1, "DataLoader worker processes; -1 = min(4, CPUs).", lambda v: v >= -1, ">= -1")
+    precision: str = _hp("auto", "auto (bf16 on GPUs that have it, else fp16; fp32 on CPU), fp32, bf16, fp16.",
+                         lambda v: v in PRECISIONS, " | ".join(PRECISIONS))
+    channels_last: bool = _hp(True, "NHWC memory layout (faster convolutions on CPU and tensor cores).")
+    compile: bool = _hp(False, "torch.compile the network (slow first step; pays off on long GPU runs).")
+    checkpoint_steps: int = _hp(200, "Also checkpoint every N optimizer steps (0 = only at epoch ends).",
+                                lambda v: v >= 0, ">= 0")
+    keep_checkpoints: int = _hp(3, "Newest checkpoints kept in the checkpoint directory.", lambda v: v >= 1, ">= 1")
+    log_every_steps: int = _hp(20, "Progress line (loss, images/s, ETA) every N steps.", lambda v: v >= 1, ">= 1")
+    panels: int = _hp(4, "Validation panels (input | truth | prediction) written to output/data.",
+                      lambda v: 0 <= v <= 64, "0..64")
+    synthetic_samples: int = _hp(0, "Train on N generated scenes instead of a `train` channel (demo/tests "
+                                 "only; never used as a fallback).", lambda v: 0 <= v <= 100_000, "0..100000")
+    synthetic_size: int = _hp(128, "Side of the generated scenes in pixels.", lambda v: 16 <= v <= 1024, "16..1024")
+    model_family: str = _hp(DEFAULT_FAMILY, "The model, as package.module:ClassName (bring your own model).")
+
+
+def _coerce(name: str, raw: Any, kind: type) -> Any:
+    value = raw
+    if isinstance(value, str):
+        text = value.strip()
+        # The SDK JSON-quotes values of framework estimators: '"0.001"' means 0.001.
+        if len(text) >= 2 and text[0] == text[-1] == '"':
+            try:
+                text = json.loads(text)
+            except json.JSONDecodeError:
+                pass
+        value = text
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on"):
+            return True
+        if isinstance(value, str) and value.lower() in ("false", "0", "no", "off"):
+            return False
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        raise ValueError("expected a boolean (true/false)")
+    if kind is int:
+        if isinstance(value, bool):
+            raise ValueError("expected an integer")
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                as_float = float(value)  # "1e3" or "10.0" are fine if integral
+                if as_float.is_integer():
+                    return int(as_float)
+                raise ValueError("expected an integer") from None
+        if isinstance(value, int):
+            return value
+        raise ValueError("expected an integer")
+    if kind is float:
+        if isinstance(value, bool):
+            raise ValueError("expected a number")
+        number = float(value)
+        if not math.isfinite(number):
+            raise ValueError("expected a finite number")
+        return number
+    if kind is str:
+        if not isinstance(value, str):
+            return json.dumps(value)
+        return value
+    raise TypeError(f"unsupported hyperparameter type {kind} for {name}")
+
+
+def _type_of(f: dataclasses.Field) -> type:
+    # Annotations are strings under `from __future__ import annotations`.
+    return {"int": int, "float": float, "bool": bool, "str": str}[f.type if isinstance(f.type, str) else f.type.__name__]
+
+
+def _build(cls: type, values: Mapping[str, Any]) -> Any:
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in values:
+            continue
+        raw = values[f.name]
+        try:
+            v = _coerce(f.name, raw, _type_of(f))
+        except (ValueError, TypeError) as exc:
+            raise UserError(
+                f"hyperparameter {f.name!r} has the bad value {raw!r} ({exc})",
+                f"give {f.name} a value that is {f.metadata.get('rule') or _type_of(f).__name__}",
+            ) from None
+        check = f.metadata.get("check")
+        if check is not None and not check(v):
+            raise UserError(
+                f"hyperparameter {f.name!r} has the bad value {raw!r}",
+                f"choose a value that is {f.metadata['rule']}",
+            )
+        kwargs[f.name] = v
+    try:
+        return cls(**kwargs)
+    except ValueError as exc:  # the family config's own validation
+        raise UserError(f"invalid model hyperparameters: {exc}", "change the value named above") from None
+
+
+def is_user_hyperparameter(name: str) -> bool:
+    # `_tuning_objective_metric` comes from tuning jobs; `sagemaker_*` from the SDK's framework estimators.
+    return not (name.startswith("_") or name.startswith("sagemaker_"))
+
+
+def parse_hyperparameters(raw: Mapping[str, Any]) -> tuple[TrainConfig, ModelFamily, Any]:
+    """(training config, model family, architecture config) from the raw hyperparameter map."""
+    values = {k: v for k, v in raw.items() if is_user_hyperparameter(k)}
+    family_path = _coerce("model_family", values.get("model_family", DEFAULT_FAMILY), str)
+    try:
+        family = load_family(family_path)
+    except ValueError as exc:
+        raise UserError(f"hyperparameter 'model_family': {exc}", "name a ModelFamily subclass in the image") from None
+    train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    model_fields = {f.name for f in dataclasses.fields(family.config_type)}
+    unknown = sorted(set(values) - train_fields - model_fields)
+    if unknown:
+        raise UserError(
+            f"unknown hyperparameter(s) {', '.join(unknown)}",
+            f"use only these names: {', '.join(sorted(train_fields | model_fields))}",
+        )
+    config = _build(TrainConfig, {k: v for k, v in values.items() if k in train_fields})
+    arch = _build(family.config_type, {k: v for k, v in values.items() if k in model_fields})
+    stride = getattr(arch, "stride", 1)
+    if config.image_size % stride:
+        raise UserError(
+            f"image_size {config.image_size} is not a multiple of the network stride {stride}",
+            f"use an image_size divisible by {stride} (e.g. {config.image_size // stride * stride or stride})",
+        )
+    return config, family, arch
+
+
+def markdown_table(cls: type = TrainConfig) -> str:
+    rows = ["| name | type | default | allowed | meaning |", "|---|---|---|---|---|"]
+    for f in dataclasses.fields(cls):
+        rule = f.metadata.get("rule", "") if f.metadata else ""
+        rows.append(f"| `{f.name}` | {_type_of(f).__name__} | `{f.default}` | {rule} | "
+                    f"{f.metadata.get('help', '') if f.metadata else ''} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    from model.normals.network import UNetConfig
+
+    print(markdown_table(TrainConfig))
+    print()
+    print(markdown_table(UNetConfig))
