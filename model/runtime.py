@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # mirrored by train.config.PRECISIONS
 
 
 @dataclass(frozen=True)

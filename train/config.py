@@ -14,13 +14,15 @@ import json
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from model.family import ModelFamily, load_family
-from model.runtime import PRECISIONS
 from train.errors import UserError
 
-DEFAULT_FAMILY = "model.normals:SurfaceNormals"
+if TYPE_CHECKING:
+    from model.family import ModelFamily
+
+DEFAULT_FAMILY = "model.normals.family:SurfaceNormals"
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 def _hp(default: Any, help: str, check: Callable[[Any], bool] | None = None, rule: str = "") -> Any:
@@ -146,16 +148,14 @@ def is_user_hyperparameter(name: str) -> bool:
     return not (name.startswith("_") or name.startswith("sagemaker_"))
 
 
-def parse_hyperparameters(raw: Mapping[str, Any]) -> tuple[TrainConfig, ModelFamily, Any]:
-    """(training config, model family, architecture config) from the raw hyperparameter map."""
+def split_hyperparameters(raw: Mapping[str, Any], model_config_type: type) -> tuple[TrainConfig, Any]:
+    """Parse the user's hyperparameters into (training config, architecture config).
+
+    Unknown names fail with the list of valid ones. Needs no torch: launchers call it on a laptop.
+    """
     values = {k: v for k, v in raw.items() if is_user_hyperparameter(k)}
-    family_path = _coerce("model_family", values.get("model_family", DEFAULT_FAMILY), str)
-    try:
-        family = load_family(family_path)
-    except ValueError as exc:
-        raise UserError(f"hyperparameter 'model_family': {exc}", "name a ModelFamily subclass in the image") from None
     train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    model_fields = {f.name for f in dataclasses.fields(family.config_type)}
+    model_fields = {f.name for f in dataclasses.fields(model_config_type)}
     unknown = sorted(set(values) - train_fields - model_fields)
     if unknown:
         raise UserError(
@@ -163,13 +163,27 @@ def parse_hyperparameters(raw: Mapping[str, Any]) -> tuple[TrainConfig, ModelFam
             f"use only these names: {', '.join(sorted(train_fields | model_fields))}",
         )
     config = _build(TrainConfig, {k: v for k, v in values.items() if k in train_fields})
-    arch = _build(family.config_type, {k: v for k, v in values.items() if k in model_fields})
+    arch = _build(model_config_type, {k: v for k, v in values.items() if k in model_fields})
     stride = getattr(arch, "stride", 1)
     if config.image_size % stride:
         raise UserError(
             f"image_size {config.image_size} is not a multiple of the network stride {stride}",
             f"use an image_size divisible by {stride} (e.g. {config.image_size // stride * stride or stride})",
         )
+    return config, arch
+
+
+def parse_hyperparameters(raw: Mapping[str, Any]) -> tuple[TrainConfig, ModelFamily, Any]:
+    """(training config, model family, architecture config) from the raw hyperparameter map."""
+    # Imported here, not at the top: the family pulls in torch, which launchers must not need.
+    from model.family import load_family
+
+    family_path = _coerce("model_family", raw.get("model_family", DEFAULT_FAMILY), str)
+    try:
+        family = load_family(family_path)
+    except ValueError as exc:
+        raise UserError(f"hyperparameter 'model_family': {exc}", "name a ModelFamily subclass in the image") from None
+    config, arch = split_hyperparameters(raw, family.config_type)
     return config, family, arch
 
 
@@ -183,7 +197,7 @@ def markdown_table(cls: type = TrainConfig) -> str:
 
 
 if __name__ == "__main__":
-    from model.normals.network import UNetConfig
+    from model.normals.config import UNetConfig
 
     print(markdown_table(TrainConfig))
     print()

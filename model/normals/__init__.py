@@ -1,5 +1,5 @@
-"""Surface-normal estimation: RGB image in, per-pixel camera-space unit normals out."""
+"""Surface-normal estimation: RGB image in, per-pixel camera-space unit normals out.
 
-from model.normals.family import SurfaceNormals
-
-__all__ = ["SurfaceNormals"]
+The family class is ``model.normals.family:SurfaceNormals``; this package imports nothing eagerly so
+``model.normals.config`` stays usable without torch.
+"""

@@ -13,9 +13,10 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from model.family import Batch, ModelFamily
+from model.normals.config import UNetConfig
 from model.normals.data import INPUT_MEAN, INPUT_STD, NormalsDataset, Sample, index_channel, normalize_input
 from model.normals.encoding import normals_to_rgb
-from model.normals.network import UNet, UNetConfig
+from model.normals.network import UNet
 from model.normals.objective import AngularMetrics, cosine_loss
 
 

@@ -1,0 +1,23 @@
+"""Architecture options of the U-Net. Free of torch so launchers can validate hyperparameters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class UNetConfig:
+    #: Channels of the first level; each level down doubles them.
+    base_channels: int = 32
+    #: Number of 2x down-sampling steps; inputs are padded to a multiple of 2**depth.
+    depth: int = 4
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.base_channels <= 256:
+            raise ValueError(f"base_channels must be in [1, 256], got {self.base_channels}")
+        if not 1 <= self.depth <= 6:
+            raise ValueError(f"depth must be in [1, 6], got {self.depth}")
+
+    @property
+    def stride(self) -> int:
+        return 2**self.depth
