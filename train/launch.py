@@ -1,0 +1,409 @@
+"""Start a SageMaker training job with our image, from a laptop (boto3 only, no torch).
+
+    python -m train.launch --image URI --role ARN --output-path s3://bucket/prefix \\
+        --train s3://bucket/data/train --validation s3://bucket/data/val \\
+        --hp epochs=20 --hp batch_size=32 --instance-type ml.g5.xlarge --spot --wait
+
+Hyperparameters are checked here with the same parser the container uses (:mod:`train.config`) before
+anything is created, so a typo fails in a second instead of after instance start-up. ``--wait`` follows the
+job, streams its CloudWatch log lines and prints the model artifact URI last on stdout; ``--attach NAME``
+does the same for a running job; ``--dry-run`` prints the CreateTrainingJob request without calling AWS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import re
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from container.aws.common import (
+    LogFollower,
+    ShipError,
+    explain,
+    make_session,
+    parse_key_values,
+    poll,
+    run_cli,
+    tag_list,
+)
+from train.config import DEFAULT_FAMILY, TrainConfig, split_hyperparameters
+
+METRIC_DEFINITIONS_FILE = Path(__file__).with_name("metric_definitions.json")
+CHANNELS = ("train", "validation", "test")
+CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
+TRAINING_LOG_GROUP = "/aws/sagemaker/TrainingJobs"
+MAX_RUNTIME_LIMIT_S = 28 * 24 * 3600  # the API's ceiling for MaxRuntimeInSeconds
+TERMINAL = ("Completed", "Failed", "Stopped")
+_JOB_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/\S+$")
+
+
+def default_job_name(prefix: str = "byoc-normals") -> str:
+    return f"{prefix}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
+
+
+def load_metric_definitions(path: Path = METRIC_DEFINITIONS_FILE) -> list[dict[str, str]]:
+    """The regexes SageMaker applies to the job's log lines (written by the training code's metric logger)."""
+    try:
+        defs = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ShipError(f"cannot read the metric definitions {path} ({exc})",
+                        "restore train/metric_definitions.json from git") from None
+    # API limits: at most 40 definitions, Name 1-255 and Regex 1-500 characters.
+    ok = isinstance(defs, list) and len(defs) <= 40 and all(
+        isinstance(d, dict) and set(d) == {"Name", "Regex"} and 1 <= len(d["Name"]) <= 255
+        and 1 <= len(d["Regex"]) <= 500 for d in defs)
+    if not ok:
+        raise ShipError(f"{path} is not a list of at most 40 {{'Name', 'Regex'}} objects within the API limits",
+                        "fix the file: Name 1-255 characters, Regex 1-500 characters")
+    return [{"Name": d["Name"], "Regex": d["Regex"]} for d in defs]
+
+
+def hyperparameter_string(value: Any) -> str:
+    """SageMaker takes strings only; booleans as true/false (the container accepts either spelling)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value
+    return json.dumps(value)
+
+
+@dataclass(frozen=True)
+class _NoModelFields:
+    """Stands in for a custom family's config, whose module may need torch: its fields are checked in the job."""
+
+
+def model_config_type(family: str) -> type:
+    if family == DEFAULT_FAMILY:
+        from model.normals.config import UNetConfig  # torch-free on purpose
+
+        return UNetConfig
+    return _NoModelFields
+
+
+def validate_hyperparameters(raw: Mapping[str, Any]) -> dict[str, str]:
+    """Check ``raw`` like the container will; return it as the string map CreateTrainingJob takes.
+
+    Raises train.errors.UserError (what + fix) on unknown names or bad values. For a custom ``model_family``
+    only the training fields are checked here; the family's own fields are checked when the job starts.
+    """
+    strings = {str(k): hyperparameter_string(v) for k, v in raw.items()}
+    family = strings.get("model_family", DEFAULT_FAMILY)
+    config_type = model_config_type(family)
+    if config_type is _NoModelFields:
+        train_names = {f.name for f in dataclasses.fields(TrainConfig)}
+        split_hyperparameters({k: v for k, v in strings.items() if k in train_names}, config_type)
+    else:
+        split_hyperparameters(strings, config_type)
+    return strings
+
+
+def _check_s3(uri: str, flag: str) -> str:
+    if not re.match(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$", uri):
+        raise ShipError(f"{flag} {uri!r} is not an S3 URI", f"write it as {flag} s3://bucket/prefix", exit_code=2)
+    return uri
+
+
+@dataclass(frozen=True)
+class TrainingJob:
+    """Everything CreateTrainingJob needs; :meth:`request` builds the exact API parameters."""
+
+    name: str
+    image: str
+    role_arn: str
+    output_path: str
+    hyperparameters: Mapping[str, str]
+    channels: Mapping[str, str]
+    metric_definitions: Sequence[Mapping[str, str]]
+    instance_type: str = "ml.g5.xlarge"
+    instance_count: int = 1
+    volume_gb: int = 50
+    max_runtime_s: int = 24 * 3600
+    spot: bool = False
+    max_wait_s: int | None = None
+    checkpoint_s3: str | None = None
+    network_isolation: bool = False
+    input_mode: str = "File"
+    train_distribution: str = "FullyReplicated"
+    environment: Mapping[str, str] = field(default_factory=dict)
+    tags: Mapping[str, str] = field(default_factory=dict)
+    #: Derive a checkpoint URI for spot jobs. Tuning turns it off: its training jobs would share one path.
+    auto_checkpoint: bool = True
+
+    def __post_init__(self) -> None:
+        if not _JOB_NAME.match(self.name):
+            raise ShipError(f"job name {self.name!r} is not valid",
+                            "use 1-63 letters, digits and hyphens, starting with a letter or digit", exit_code=2)
+        if not _ROLE_ARN.match(self.role_arn):
+            raise ShipError(f"--role {self.role_arn!r} is not an IAM role ARN",
+                            "pass the SageMaker execution role, arn:aws:iam::ACCOUNT:role/NAME (see the README)",
+                            exit_code=2)
+        _check_s3(self.output_path, "--output-path")
+        for channel, uri in self.channels.items():
+            _check_s3(uri, f"--{channel}")
+        if self.checkpoint_s3:
+            _check_s3(self.checkpoint_s3, "--checkpoint-s3")
+        if self.instance_count < 1 or self.volume_gb < 1:
+            raise ShipError("--instance-count and --volume-size must be at least 1", "pass positive numbers",
+                            exit_code=2)
+        if not 1 <= self.max_runtime_s <= MAX_RUNTIME_LIMIT_S:
+            raise ShipError(f"--max-runtime {self.max_runtime_s} is outside 1..{MAX_RUNTIME_LIMIT_S} s",
+                            "pick a runtime up to 28 days", exit_code=2)
+        if self.spot and self.effective_max_wait_s < self.max_runtime_s:
+            raise ShipError(
+                f"--max-wait {self.max_wait_s} s is shorter than --max-runtime {self.max_runtime_s} s; SageMaker "
+                "requires MaxWaitTimeInSeconds >= MaxRuntimeInSeconds for spot jobs",
+                f"raise --max-wait to at least {self.max_runtime_s} (it covers waiting for capacity too)",
+                exit_code=2)
+        if self.max_wait_s is not None and not self.spot:
+            raise ShipError("--max-wait only applies to managed spot training", "add --spot or drop --max-wait",
+                            exit_code=2)
+        if "train" not in self.channels and int(self.hyperparameters.get("synthetic_samples", "0") or 0) == 0:
+            raise ShipError("no --train channel and no synthetic_samples hyperparameter: the job would have no data",
+                            "pass --train s3://bucket/prefix (or --hp synthetic_samples=N for a demo run)",
+                            exit_code=2)
+
+    @property
+    def effective_max_wait_s(self) -> int:
+        # Default: as long again as the run itself to wait for spot capacity, within the API ceiling.
+        if self.max_wait_s is not None:
+            return self.max_wait_s
+        return min(2 * self.max_runtime_s, MAX_RUNTIME_LIMIT_S)
+
+    @property
+    def effective_checkpoint_s3(self) -> str | None:
+        # Spot without checkpoints restarts from scratch after every interruption: always give it a place.
+        if self.checkpoint_s3:
+            return self.checkpoint_s3
+        if self.spot and self.auto_checkpoint:
+            return f"{self.output_path.rstrip('/')}/{self.name}/checkpoints"
+        return None
+
+    @property
+    def model_artifact_uri(self) -> str:
+        return f"{self.output_path.rstrip('/')}/{self.name}/output/model.tar.gz"
+
+    def input_data_config(self) -> list[dict[str, Any]]:
+        config = []
+        for channel in CHANNELS:
+            if channel not in self.channels:
+                continue
+            distribution = self.train_distribution if channel == "train" else "FullyReplicated"
+            config.append({
+                "ChannelName": channel,
+                "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": self.channels[channel],
+                                                "S3DataDistributionType": distribution}},
+                "CompressionType": "None",
+                "InputMode": self.input_mode,
+            })
+        return config
+
+    def definition(self) -> dict[str, Any]:
+        """The parts a tuning job's TrainingJobDefinition shares with CreateTrainingJob."""
+        stopping: dict[str, int] = {"MaxRuntimeInSeconds": self.max_runtime_s}
+        if self.spot:
+            stopping["MaxWaitTimeInSeconds"] = self.effective_max_wait_s
+        spec: dict[str, Any] = {
+            "AlgorithmSpecification": {
+                "TrainingImage": self.image,
+                "TrainingInputMode": self.input_mode,
+                "MetricDefinitions": [dict(d) for d in self.metric_definitions],
+            },
+            "RoleArn": self.role_arn,
+            "InputDataConfig": self.input_data_config(),
+            "OutputDataConfig": {"S3OutputPath": self.output_path},
+            "ResourceConfig": {"InstanceType": self.instance_type, "InstanceCount": self.instance_count,
+                               "VolumeSizeInGB": self.volume_gb},
+            "StoppingCondition": stopping,
+            "EnableNetworkIsolation": self.network_isolation,
+            "EnableManagedSpotTraining": self.spot,
+        }
+        if self.effective_checkpoint_s3:
+            spec["CheckpointConfig"] = {"S3Uri": self.effective_checkpoint_s3, "LocalPath": CHECKPOINT_LOCAL_PATH}
+        if not spec["InputDataConfig"]:
+            del spec["InputDataConfig"]
+        return spec
+
+    def request(self) -> dict[str, Any]:
+        """Keyword arguments of sagemaker.create_training_job."""
+        req = {"TrainingJobName": self.name, "HyperParameters": dict(self.hyperparameters), **self.definition()}
+        if self.environment:
+            req["Environment"] = dict(self.environment)
+        if self.tags:
+            req["Tags"] = tag_list(self.tags)
+        return req
+
+
+def add_job_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags shared by train.launch and train.tune."""
+    g = parser.add_argument_group("image, role, data")
+    g.add_argument("--image", help="training image URI (the last line of ./build_and_push.sh)")
+    g.add_argument("--role", help="SageMaker execution role ARN (default: $SAGEMAKER_ROLE_ARN)")
+    g.add_argument("--output-path", help="s3://bucket/prefix for model.tar.gz and output.tar.gz")
+    for channel in CHANNELS:
+        g.add_argument(f"--{channel}", metavar="S3_URI", help=f"S3 prefix of the {channel} channel")
+    g.add_argument("--input-mode", choices=("File", "FastFile"), default="File",
+                   help="File copies the data to the instance first; FastFile streams it (default: File)")
+    g.add_argument("--distribution", choices=("FullyReplicated", "ShardedByS3Key"), default="FullyReplicated",
+                   help="how the train channel is split across instances (default: FullyReplicated)")
+    g = parser.add_argument_group("hyperparameters")
+    g.add_argument("--hp", action="append", metavar="NAME=VALUE", help="a hyperparameter (repeatable)")
+    g.add_argument("--hyperparameters", metavar="FILE.json", help="a JSON object of hyperparameters (--hp wins)")
+    g = parser.add_argument_group("compute")
+    g.add_argument("--instance-type", default="ml.g5.xlarge", help="default: ml.g5.xlarge (one A10G GPU)")
+    g.add_argument("--instance-count", type=int, default=1)
+    g.add_argument("--volume-size", type=int, default=50, metavar="GB", help="EBS volume per instance (default: 50)")
+    g.add_argument("--max-runtime", type=int, default=24 * 3600, metavar="SECONDS", help="default: 86400")
+    g.add_argument("--spot", action="store_true", help="managed spot training (checkpoints go to --checkpoint-s3)")
+    g.add_argument("--max-wait", type=int, metavar="SECONDS",
+                   help="spot: max run + capacity wait, >= --max-runtime (default: 2 x --max-runtime)")
+    g.add_argument("--checkpoint-s3", metavar="S3_URI",
+                   help="where /opt/ml/checkpoints syncs to (spot default: OUTPUT_PATH/JOB/checkpoints); reuse "
+                        "the same URI in a new job to resume")
+    g.add_argument("--network-isolation", action="store_true", help="run the container without network access")
+    g = parser.add_argument_group("other")
+    g.add_argument("--env", action="append", metavar="KEY=VALUE", help="environment variable for the container")
+    g.add_argument("--tag", action="append", metavar="KEY=VALUE", help="tag for the job (repeatable)")
+    g.add_argument("--region", help="AWS region (default: AWS_REGION, AWS_DEFAULT_REGION, ~/.aws/config)")
+    g.add_argument("--poll-seconds", type=float, default=15, help=argparse.SUPPRESS)
+
+
+def read_hyperparameters(args: argparse.Namespace) -> dict[str, str]:
+    raw: dict[str, Any] = {}
+    if args.hyperparameters:
+        try:
+            loaded = json.loads(Path(args.hyperparameters).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ShipError(f"cannot read --hyperparameters {args.hyperparameters} ({exc})",
+                            "pass a JSON object file such as {\"epochs\": 20}", exit_code=2) from None
+        if not isinstance(loaded, dict):
+            raise ShipError(f"{args.hyperparameters} is not a JSON object", "write {\"name\": value, ...}",
+                            exit_code=2)
+        raw.update(loaded)
+    raw.update(parse_key_values(args.hp, "--hp"))
+    return validate_hyperparameters(raw)
+
+
+def job_from_args(args: argparse.Namespace, name: str, hyperparameters: Mapping[str, str]) -> TrainingJob:
+    missing = [flag for flag, value in (("--image", args.image), ("--output-path", args.output_path))
+               if not value]
+    role = args.role or os.environ.get("SAGEMAKER_ROLE_ARN")
+    if not role:
+        missing.append("--role (or $SAGEMAKER_ROLE_ARN)")
+    if missing:
+        raise ShipError(f"missing {', '.join(missing)}", "see --help; the README's AWS section has an example",
+                        exit_code=2)
+    return TrainingJob(
+        name=name, image=args.image, role_arn=role, output_path=args.output_path,
+        hyperparameters=hyperparameters,
+        channels={c: getattr(args, c) for c in CHANNELS if getattr(args, c)},
+        metric_definitions=load_metric_definitions(),
+        instance_type=args.instance_type, instance_count=args.instance_count, volume_gb=args.volume_size,
+        max_runtime_s=args.max_runtime, spot=args.spot, max_wait_s=args.max_wait, checkpoint_s3=args.checkpoint_s3,
+        network_isolation=args.network_isolation, input_mode=args.input_mode,
+        train_distribution=args.distribution,
+        environment=parse_key_values(args.env, "--env"), tags=parse_key_values(args.tag, "--tag"),
+    )
+
+
+def follow_training_job(sm: Any, logs: Any, name: str, *, interval_s: float = 15, out: TextIO = sys.stdout,
+                        sleep: Callable[[float], None] = time.sleep) -> Mapping[str, Any]:
+    """Poll the job until it ends, printing status changes and its log lines; return the last description."""
+    follower = LogFollower(logs, TRAINING_LOG_GROUP, f"{name}/")
+    last: list[Any] = [None]
+
+    def on_poll(desc: Mapping[str, Any]) -> None:
+        status = (desc.get("TrainingJobStatus"), desc.get("SecondaryStatus"))
+        if status != last[0]:
+            print(f"[{name}] {status[0]} / {status[1]}", file=out, flush=True)
+            last[0] = status
+        for stream, line in follower.new_lines():
+            host = stream.rsplit("/", 1)[-1]
+            print(f"[{host}] {line}", file=out, flush=True)
+
+    try:
+        return poll(lambda: sm.describe_training_job(TrainingJobName=name), "TrainingJobStatus", TERMINAL,
+                    interval_s=interval_s, on_poll=on_poll, sleep=sleep)
+    except ShipError:
+        raise
+    except Exception as exc:
+        raise explain(exc, f"following training job {name}") from None
+
+
+def report_outcome(desc: Mapping[str, Any], out: TextIO = sys.stdout) -> int:
+    """Print the artifact URI (last stdout line) or raise a ShipError carrying the job's FailureReason."""
+    name, status = desc.get("TrainingJobName", "?"), desc.get("TrainingJobStatus")
+    if status == "Completed":
+        billable = desc.get("BillableTimeInSeconds")
+        if billable is not None and desc.get("TrainingTimeInSeconds"):
+            saved = 100 * (1 - billable / max(1, desc["TrainingTimeInSeconds"]))
+            print(f"billable {billable} s of {desc['TrainingTimeInSeconds']} s (spot saving {saved:.0f}%)",
+                  file=sys.stderr)
+        print(desc["ModelArtifacts"]["S3ModelArtifacts"], file=out)
+        return 0
+    reason = desc.get("FailureReason") or "no reason given"
+    if status == "Stopped":
+        raise ShipError(f"training job {name} was stopped ({reason}; secondary status "
+                        f"{desc.get('SecondaryStatus')})",
+                        "if it hit MaxWaitTimeExceeded/MaxRuntimeExceeded raise --max-wait/--max-runtime; launch "
+                        "again with the same --checkpoint-s3 to resume")
+    raise ShipError(f"training job {name} failed: {reason}",
+                    f"read the log lines above (CloudWatch {TRAINING_LOG_GROUP}/{name}/...), fix the cause and "
+                    "launch again")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m train.launch", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_job_arguments(parser)
+    parser.add_argument("--job-name", help="default: byoc-normals-YYYYmmdd-HHMMSS")
+    parser.add_argument("--wait", action="store_true", help="follow the job and stream its logs until it ends")
+    parser.add_argument("--attach", metavar="JOB_NAME", help="follow an existing job instead of starting one")
+    parser.add_argument("--dry-run", action="store_true", help="print the CreateTrainingJob request and stop")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, session: Any = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.attach:
+        session = session or make_session(args.region)
+        desc = follow_training_job(session.client("sagemaker"), session.client("logs"), args.attach,
+                                   interval_s=args.poll_seconds)
+        return report_outcome(desc)
+
+    job = job_from_args(args, args.job_name or default_job_name(), read_hyperparameters(args))
+    request = job.request()
+    if args.dry_run:
+        print(json.dumps(request, indent=2))
+        return 0
+    session = session or make_session(args.region)
+    sm = session.client("sagemaker")
+    try:
+        arn = sm.create_training_job(**request)["TrainingJobArn"]
+    except Exception as exc:
+        raise explain(exc, f"creating training job {job.name}") from None
+    region = session.region_name
+    print(f"started {arn}\n  console: https://{region}.console.aws.amazon.com/sagemaker/home?region={region}"
+          f"#/jobs/{job.name}", file=sys.stderr)
+    if job.spot:
+        print(f"  managed spot: max wait {job.effective_max_wait_s} s, checkpoints {job.effective_checkpoint_s3}",
+              file=sys.stderr)
+    if not args.wait:
+        print(f"  follow it: python -m train.launch --attach {job.name}\n  model artifact when done:",
+              file=sys.stderr)
+        print(job.model_artifact_uri)
+        return 0
+    desc = follow_training_job(sm, session.client("logs"), job.name, interval_s=args.poll_seconds)
+    return report_outcome(desc)
+
+
+if __name__ == "__main__":
+    run_cli(main)
