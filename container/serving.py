@@ -1,0 +1,217 @@
+"""``serve``: run gunicorn (gthread workers) around ``serve.app`` in this process, which is PID 1.
+
+Layout, from measurements on CPU (docs/perf-notes.md) and the SageMaker contract:
+- gthread workers: many HTTP threads per worker, one inference thread. Request threads wait on the
+  inference thread, so /ping is answered by a free HTTP thread while every worker is busy predicting.
+- The master imports torch/flask before forking (shared pages, faster worker boot) but touches no device:
+  each worker loads the model, picks its GPU round-robin or its share of CPU threads, warms up, then
+  flips /ping to 200. A worker that cannot load the model exits with gunicorn's boot-error code, which
+  halts the master: the container exits non-zero with the reason logged.
+- SIGTERM (SageMaker scale-in, then SIGKILL 30 s later): gunicorn stops accepting and lets in-flight
+  requests finish within ``GRACEFUL_TIMEOUT_S``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from serve.settings import VARIABLES, ServeSettings, SettingsError, settings_from_env
+
+log = logging.getLogger("serve")
+
+#: Must be below SageMaker's 30 s SIGTERM->SIGKILL window, with room for the master to exit.
+GRACEFUL_TIMEOUT_S = 25
+#: gunicorn's exit code for "worker failed to boot": makes the master halt instead of respawning.
+WORKER_BOOT_ERROR = 3
+#: Default CPU workers: 2 processes x 1 thread beat 1 x 2 on the measured 2-core CPU; capped so big
+#: hosts do not pay ~400 MB per extra worker for little gain.
+MAX_DEFAULT_CPU_WORKERS = 4
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s",
+        stream=sys.stdout,
+        force=True,
+    )
+
+
+def gpu_count() -> int:
+    """GPUs visible to us, counted through NVML so the master does not initialise CUDA before forking."""
+    os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def cpu_count() -> int:
+    from model.runtime import available_cpus
+
+    return available_cpus()
+
+
+def resolve_workers(settings: ServeSettings, gpus: int, cpus: int) -> int:
+    if settings.workers is not None:
+        return settings.workers
+    if gpus and (settings.device is None or settings.device.startswith("cuda")):
+        return gpus
+    return max(1, min(cpus, MAX_DEFAULT_CPU_WORKERS))
+
+
+def worker_device(settings: ServeSettings, worker_index: int, gpus: int) -> str:
+    """Round-robin GPU per worker (``cuda:i``), or the configured device."""
+    if settings.device == "cpu" or (settings.device is None and gpus == 0):
+        return "cpu"
+    if settings.device not in (None, "cuda"):
+        return settings.device  # an explicit cuda:N pins every worker
+    return f"cuda:{worker_index % max(gpus, 1)}"
+
+
+def torch_threads(settings: ServeSettings, workers: int, cpus: int) -> int:
+    # Oversubscription (every worker at cores threads) measured 0.24-0.37x: give each worker its share.
+    return settings.torch_threads or max(1, cpus // workers)
+
+
+def load_in_background(serving: Any, settings: ServeSettings, device: str, threads: int, metrics: Any) -> None:
+    """Load, warm and publish the model on a thread, so /ping answers 503 (not silence) meanwhile."""
+
+    def run() -> None:
+        from serve.app import make_batcher
+        from serve.predictor import Predictor
+
+        start = time.perf_counter()
+        try:
+            predictor = Predictor.from_model_dir(
+                settings.model_dir, device=device, precision=settings.precision, cpu_threads=threads
+            )
+            batcher = make_batcher(predictor, settings, metrics)
+            warm = predictor.warm_up(batch_sizes=sorted({1, batcher.max_batch_size}))
+            serving.set_ready(predictor, batcher.start())
+        except Exception as exc:
+            serving.set_failed(str(exc))
+            log.error("cannot load the model from %s: %s", settings.model_dir, exc, exc_info=True)
+            logging.shutdown()
+            os._exit(WORKER_BOOT_ERROR)
+        log.info("model ready in %.2f s (warm-up %.2f s): %s", time.perf_counter() - start, warm, predictor.describe())
+
+    threading.Thread(target=run, name="model-loader", daemon=True).start()
+
+
+def gunicorn_options(settings: ServeSettings, workers: int) -> dict[str, Any]:
+    return {
+        "bind": [f"0.0.0.0:{settings.port}"],
+        "workers": workers,
+        "worker_class": "gthread",
+        "threads": settings.http_threads,
+        # gthread's timeout is a heartbeat of the worker's event loop (not per request): generous, so a
+        # long model load or a slow pass never gets a healthy worker killed. Requests time out in the app.
+        "timeout": int(settings.timeout_s) + 60,
+        "graceful_timeout": GRACEFUL_TIMEOUT_S,
+        # SageMaker keeps connections open between calls; closing them early only costs reconnects.
+        "keepalive": 20,
+        "preload_app": False,
+        "accesslog": None,  # the app writes one structured line per request instead
+        "errorlog": "-",
+        "loglevel": settings.log_level,
+        "proc_name": "serve",
+        "worker_tmp_dir": "/dev/shm" if os.path.isdir("/dev/shm") else None,
+        "forwarded_allow_ips": "127.0.0.1",
+        # A runtime-management socket under $HOME is an extra attack surface we do not use.
+        "control_socket_disable": True,
+    }
+
+
+def prepare_metrics_dir() -> Path:
+    """A fresh PROMETHEUS_MULTIPROC_DIR (outside /opt/ml/model), set before prometheus_client is imported."""
+    directory = Path(os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(prefix="serve-metrics-"))
+    if directory.exists():
+        shutil.rmtree(directory)  # stale files from a previous run would be merged into /metrics
+    directory.mkdir(parents=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
+    return directory
+
+
+def check_model_dir(model_dir: Path) -> None:
+    """Fail in seconds, before any worker starts, when the model directory is obviously wrong."""
+    from model.artifact import META_FILE, WEIGHTS_FILE
+
+    missing = [name for name in (META_FILE, WEIGHTS_FILE) if not (model_dir / name).is_file()]
+    if missing:
+        present = sorted(p.name for p in model_dir.iterdir()) if model_dir.is_dir() else "nothing: no such directory"
+        raise SettingsError(
+            f"model directory {model_dir} lacks {missing} (it holds {present}); mount the output of `train` "
+            "there (model.tar.gz extracted flat) or set SM_MODEL_DIR"
+        )
+
+
+def _parse_args(argv: list[str]) -> argparse.Namespace:
+    epilog = "environment:\n" + "\n".join(f"  {n}  (default {d}): {m}" for n, d, m in VARIABLES)
+    parser = argparse.ArgumentParser(
+        prog="serve", description="SageMaker inference server", epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str]) -> None:
+    _parse_args(argv)
+    configure_logging(os.environ.get("SERVE_LOG_LEVEL", "info") or "info")
+    try:
+        settings = settings_from_env()
+        configure_logging(settings.log_level)
+        check_model_dir(settings.model_dir)
+    except SettingsError as exc:
+        log.error("cannot serve: %s", exc)
+        sys.exit(2)
+    gpus, cpus = gpu_count(), cpu_count()
+    workers = resolve_workers(settings, gpus, cpus)
+    settings = settings.with_workers(workers)
+    prepare_metrics_dir()
+
+    # Imported after PROMETHEUS_MULTIPROC_DIR is set; before forking so workers share the pages.
+    from gunicorn.app.base import BaseApplication
+    from prometheus_client import multiprocess
+
+    from serve.app import ServingModel, create_app
+    from serve.metrics import ServeMetrics
+
+    try:
+        create_app(ServingModel(), settings)  # validates settings that need the codecs (default Accept)
+    except SettingsError as exc:
+        log.error("cannot serve: %s", exc)
+        sys.exit(2)
+    threads = torch_threads(settings, workers, cpus)
+    log.info(
+        "serving %s on 0.0.0.0:%d: %d worker(s) x %d HTTP threads, %s torch thread(s) each, gpus=%d",
+        settings.model_dir, settings.port, workers, settings.http_threads, threads if not gpus else "-", gpus,
+    )
+
+    class Server(BaseApplication):
+        def load_config(self) -> None:
+            for key, value in gunicorn_options(settings, workers).items():
+                self.cfg.set(key, value)
+            self.cfg.set("child_exit", lambda _arbiter, worker: multiprocess.mark_process_dead(worker.pid))
+            self.cfg.set("post_fork", self._post_fork)
+
+        def _post_fork(self, _arbiter: Any, worker: Any) -> None:
+            # worker.age counts spawned workers from 1: a replacement worker takes the next GPU in turn.
+            self.worker_index = worker.age - 1
+
+        def load(self) -> Any:  # runs in each worker after fork
+            metrics = ServeMetrics()
+            serving = ServingModel()
+            device = worker_device(settings, getattr(self, "worker_index", 0), gpus)
+            load_in_background(serving, settings, device, threads, metrics)
+            return create_app(serving, settings, metrics)
+
+    Server().run()

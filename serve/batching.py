@@ -1,0 +1,132 @@
+"""Dynamic batching: one inference thread per worker; concurrent requests share forward passes.
+
+Request threads ``submit`` prepared tensors and block on futures; the inference thread takes the oldest
+item, gathers up to ``max_batch_size - 1`` more of the *same shape* that arrive within ``max_delay_s``
+(items of other shapes wait their turn, in order), runs one pass and hands each request its slice.
+With ``max_batch_size=1`` (the CPU default) it is a plain FIFO that serializes inference, which is what
+keeps a worker at one model pass at a time while its HTTP threads stay free for /ping.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+
+import torch
+
+from serve.errors import NotReady, Overloaded
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Item:
+    tensor: torch.Tensor
+    future: Future = field(default_factory=Future)
+
+    @property
+    def key(self) -> tuple[int, ...]:
+        return tuple(self.tensor.shape)
+
+
+class Batcher:
+    def __init__(
+        self,
+        forward: Callable[[torch.Tensor], torch.Tensor],
+        *,
+        max_batch_size: int = 1,
+        max_delay_s: float = 0.0,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> None:
+        if max_batch_size < 1:
+            raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
+        self._forward = forward
+        self.max_batch_size = max_batch_size
+        self.max_delay_s = max(0.0, max_delay_s)
+        self._on_batch = on_batch
+        self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
+        self._pending: deque[_Item] = deque()
+        self._thread = threading.Thread(target=self._run, name="inference", daemon=True)
+        self._closed = False
+
+    def start(self) -> Batcher:
+        self._thread.start()
+        return self
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop after the queued work; requests submitted later get NotReady."""
+        self._closed = True
+        self._queue.put(None)
+        self._thread.join(timeout)
+
+    def submit(self, tensors: Sequence[torch.Tensor], timeout: float) -> list[torch.Tensor]:
+        """Outputs for ``tensors`` (same order); Overloaded if they are not done within ``timeout`` seconds."""
+        if self._closed:
+            raise NotReady("the server is shutting down")
+        items = [_Item(t) for t in tensors]
+        for item in items:
+            self._queue.put(item)
+        deadline = time.monotonic() + timeout
+        try:
+            return [item.future.result(timeout=max(0.0, deadline - time.monotonic())) for item in items]
+        except FutureTimeout:
+            # Items not yet started are skipped by the inference thread: no work for a client that left.
+            for item in items:
+                item.future.cancel()
+            raise Overloaded(
+                f"prediction took longer than {timeout:g} s (SAGEMAKER_MODEL_SERVER_TIMEOUT); retry later"
+            ) from None
+
+    # -- the inference thread --------------------------------------------------------------------------
+    def _next(self) -> _Item | None:
+        return self._pending.popleft() if self._pending else self._queue.get()
+
+    def _gather(self, head: _Item) -> list[_Item]:
+        group = [head]
+        for item in list(self._pending):
+            if len(group) >= self.max_batch_size:
+                return group
+            if item.key == head.key:
+                group.append(item)
+                self._pending.remove(item)
+        deadline = time.monotonic() + self.max_delay_s
+        while len(group) < self.max_batch_size:
+            remaining = deadline - time.monotonic()
+            try:
+                item = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is None:  # closing: finish what we hold, then stop
+                self._queue.put(None)
+                break
+            (group if item.key == head.key else self._pending).append(item)
+        return group
+
+    def _run(self) -> None:
+        while True:
+            head = self._next()
+            if head is None:
+                break
+            group = [it for it in self._gather(head) if it.future.set_running_or_notify_cancel()]
+            if not group:
+                continue
+            try:
+                out = self._forward(torch.stack([it.tensor for it in group]))
+            except BaseException as exc:  # handed to the waiting requests, which log and answer 500
+                for it in group:
+                    it.future.set_exception(exc)
+                continue
+            if self._on_batch is not None:
+                self._on_batch(len(group))
+            for i, it in enumerate(group):
+                it.future.set_result(out[i])
+        for item in self._pending:
+            if item.future.set_running_or_notify_cancel():
+                item.future.set_exception(NotReady("the server is shutting down"))

@@ -1,0 +1,109 @@
+"""The predictor: the seam between HTTP and the model. Loads once, predicts many times, knows no HTTP.
+
+Work is split so the HTTP layer can overlap it: ``prepare`` (decode to a tensor, on request threads),
+``forward`` (one batched pass, on the single inference thread), ``finish`` (back to an array, request
+threads). ``predict`` chains them for callers that need no batching (tests, benchmarks).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from model.artifact import LoadedModel, load_model_dir
+from model.runtime import Runtime, select_runtime
+
+log = logging.getLogger(__name__)
+
+
+class Predictor:
+    def __init__(self, loaded: LoadedModel, runtime: Runtime) -> None:
+        self.family = loaded.family
+        self.preprocessing: dict[str, Any] = loaded.preprocessing
+        self.meta = loaded.meta
+        self.runtime = runtime
+        network = loaded.network.to(runtime.device)
+        if runtime.channels_last:
+            # ~1.8x on the measured CPU (perf-notes.md); also the fast layout for tensor cores.
+            network = network.to(memory_format=torch.channels_last)
+        self.network = network.eval()  # once, here: never per request
+        for p in self.network.parameters():
+            p.requires_grad_(False)
+
+    @classmethod
+    def from_model_dir(
+        cls,
+        model_dir: Path,
+        *,
+        device: str | None = None,
+        precision: str = "auto",
+        cpu_threads: int | None = None,
+    ) -> Predictor:
+        """Load ``model_dir`` (weights only, read only) onto the device chosen by ``select_runtime``."""
+        runtime = select_runtime(precision=precision, device=device, channels_last=True, cpu_threads=cpu_threads)
+        loaded = load_model_dir(Path(model_dir), map_location="cpu")
+        return cls(loaded, runtime)
+
+    @property
+    def device_type(self) -> str:
+        return self.runtime.device.type
+
+    def describe(self) -> str:
+        threads = f" threads={torch.get_num_threads()}" if not self.runtime.is_cuda else ""
+        return f"{self.runtime.describe()}{threads} family={self.meta.get('family')}"
+
+    # -- the three stages ------------------------------------------------------------------------------
+    def prepare(self, image: np.ndarray) -> torch.Tensor:
+        """One checked HxWx3 image to a CxH'xW' float32 CPU tensor (padding etc. by the family)."""
+        if not image.flags.writeable:  # decoded straight from the request buffer; torch wants to own it
+            image = image.copy()
+        return self.family.to_input(image, self.preprocessing)
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        """NxCxHxW inputs (one shape) to float32 CPU outputs, in one pass."""
+        with torch.inference_mode():
+            x = batch.to(self.runtime.device, non_blocking=True)
+            if self.runtime.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with self.runtime.autocast():
+                out = self.network(x)
+            return out.float().cpu()
+
+    def finish(self, output: torch.Tensor, image_shape: tuple[int, ...]) -> np.ndarray:
+        """One output back to an HxWx3 float32 array the size of the request image."""
+        return np.ascontiguousarray(self.family.from_output(output, image_shape), dtype=np.float32)
+
+    def predict(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Predictions for checked images, same count and order; same-shaped inputs share a pass."""
+        inputs = [self.prepare(img) for img in images]
+        outputs: list[torch.Tensor | None] = [None] * len(images)
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, t in enumerate(inputs):
+            groups.setdefault(tuple(t.shape), []).append(i)
+        for idx in groups.values():
+            out = self.forward(torch.stack([inputs[i] for i in idx]))
+            for j, i in enumerate(idx):
+                outputs[i] = out[j]
+        return [self.finish(o, img.shape) for o, img in zip(outputs, images, strict=True)]  # type: ignore[arg-type]
+
+    def warm_up(self, batch_sizes: Sequence[int] = (1,), rounds: int = 2) -> float:
+        """Run dummy passes at the training image size so the first request pays no one-off costs.
+
+        oneDNN/cuDNN pick and cache kernels per shape on the first passes. Returns the seconds spent.
+        """
+        start = time.perf_counter()
+        size = int(self.preprocessing.get("image_size", 256))
+        image = np.zeros((size, size, 3), dtype=np.uint8)
+        for n in batch_sizes:
+            batch = torch.stack([self.prepare(image)] * n)
+            for _ in range(rounds):
+                self.forward(batch)
+        if self.runtime.is_cuda:
+            torch.cuda.synchronize(self.runtime.device)
+        return time.perf_counter() - start
