@@ -271,7 +271,7 @@ ToImage = Callable[[np.ndarray], np.ndarray]
 
 
 def _record(pred: np.ndarray) -> dict[str, object]:
-    return {"shape": list(pred.shape), "normals": np.round(pred, _JSON_DECIMALS).tolist()}
+    return {"shape": list(pred.shape), "normals": np.round(pred.astype(np.float64), _JSON_DECIMALS).tolist()}
 
 
 def encode_json(preds: Sequence[np.ndarray], batched: bool, media: MediaType, to_image: ToImage) -> bytes:

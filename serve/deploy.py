@@ -253,7 +253,7 @@ def delete(session: Any, name: str, *, interval_s: float = 15, log: TextIO = sys
         try:
             call()
         except botocore.exceptions.ClientError as exc:
-            if is_not_found(exc) or (error_code(exc) == "ValidationException" and "no scalable target" in
+            if is_not_found(exc) or (error_code(exc) == "ValidationException" and "no scal" in
                                      error_message(exc).lower()):
                 print(f"==> {what}: already gone", file=log)
                 return False

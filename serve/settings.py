@@ -71,7 +71,7 @@ class ServeSettings:
 
     @property
     def max_payload_mb(self) -> int:
-        return self.max_payload_bytes // (1024 * 1024)
+        return max(1, -(-self.max_payload_bytes // (1024 * 1024)))
 
     def with_workers(self, workers: int) -> ServeSettings:
         return replace(self, workers=workers)

@@ -1,0 +1,46 @@
+"""Helpers shared by the serving tests: a tiny model directory and request bodies."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def make_tiny_model_dir(path: Path, image_size: int = 32) -> Path:
+    from model.artifact import save_model_dir
+    from model.normals.config import UNetConfig
+    from model.normals.family import SurfaceNormals
+
+    family = SurfaceNormals()
+    config = UNetConfig(base_channels=4, depth=2)
+    save_model_dir(path, family, config, family.build(config), family.preprocessing(config, image_size))
+    return path
+
+
+def random_image(h: int, w: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def jpeg_bytes(image: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="JPEG")
+    return buf.getvalue()
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, array)
+    return buf.getvalue()
+
+
+def load_npy(data: bytes) -> np.ndarray:
+    return np.load(io.BytesIO(data), allow_pickle=False)

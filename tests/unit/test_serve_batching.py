@@ -1,0 +1,91 @@
+import threading
+
+import pytest
+import torch
+
+from serve.batching import Batcher
+from serve.errors import NotReady, Overloaded
+
+
+class RecordingForward:
+    def __init__(self, gate: threading.Event | None = None) -> None:
+        self.batches: list[int] = []
+        self.gate = gate
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.gate is not None:
+            self.gate.wait(5)
+        self.batches.append(x.shape[0])
+        return x * 2
+
+
+def test_results_come_back_in_order():
+    fwd = RecordingForward()
+    b = Batcher(fwd, max_batch_size=1).start()
+    try:
+        out = b.submit([torch.full((1, 2, 2), float(i)) for i in range(5)], timeout=5)
+    finally:
+        b.close()
+    assert [float(o[0, 0, 0]) for o in out] == [0, 2, 4, 6, 8]
+    assert fwd.batches == [1] * 5
+
+
+def test_same_shape_items_share_a_pass_and_other_shapes_wait_their_turn():
+    gate = threading.Event()
+    fwd = RecordingForward(gate)
+    b = Batcher(fwd, max_batch_size=8, max_delay_s=0.0).start()
+    results = {}
+
+    def call(name, tensors):
+        results[name] = b.submit(tensors, timeout=10)
+
+    try:
+        first = threading.Thread(target=call, args=("first", [torch.zeros(1, 2, 2)]))
+        first.start()  # occupies the inference thread until the gate opens
+        while not b._queue.empty():  # noqa: SLF001 - wait until the first item has been taken
+            threading.Event().wait(0.001)
+        mixed = [torch.ones(1, 2, 2), torch.ones(1, 4, 4), torch.full((1, 2, 2), 3.0)]
+        second = threading.Thread(target=call, args=("mixed", mixed))
+        second.start()
+        while b._queue.qsize() < 3:  # noqa: SLF001
+            threading.Event().wait(0.001)
+        gate.set()
+        first.join(5)
+        second.join(5)
+    finally:
+        b.close()
+    assert fwd.batches == [1, 2, 1]
+    assert [tuple(o.shape) for o in results["mixed"]] == [(1, 2, 2), (1, 4, 4), (1, 2, 2)]
+    assert float(results["mixed"][2][0, 0, 0]) == 6.0
+
+
+def test_a_failing_pass_reaches_the_caller():
+    def boom(x):
+        raise RuntimeError("kaput")
+
+    b = Batcher(boom).start()
+    try:
+        with pytest.raises(RuntimeError, match="kaput"):
+            b.submit([torch.zeros(1)], timeout=5)
+    finally:
+        b.close()
+
+
+def test_timeout_is_overloaded_and_skips_abandoned_work():
+    gate = threading.Event()
+    fwd = RecordingForward(gate)
+    b = Batcher(fwd).start()
+    try:
+        with pytest.raises(Overloaded):
+            b.submit([torch.zeros(1), torch.zeros(1)], timeout=0.05)
+        gate.set()
+    finally:
+        b.close()
+    assert fwd.batches == [1]  # the second item was cancelled before it ran
+
+
+def test_submit_after_close_is_not_ready():
+    b = Batcher(RecordingForward()).start()
+    b.close()
+    with pytest.raises(NotReady):
+        b.submit([torch.zeros(1)], timeout=1)

@@ -1,0 +1,85 @@
+from pathlib import Path
+
+import pytest
+
+from container.serving import resolve_workers, torch_threads, worker_device
+from serve.settings import ServeSettings, SettingsError, batching_defaults, settings_from_env
+
+
+def test_defaults_follow_the_sagemaker_contract():
+    s = settings_from_env({})
+    assert s.port == 8080
+    assert s.timeout_s == 60
+    assert s.max_payload_bytes == 6 * 1024 * 1024
+    assert s.model_dir == Path("/opt/ml/model")
+    assert s.batch_mode is False
+    assert s.batch_strategy == "MultiRecord"
+
+
+def test_sagemaker_spelling_wins_over_the_sample_spelling():
+    env = {"SAGEMAKER_MODEL_SERVER_WORKERS": "3", "MODEL_SERVER_WORKERS": "5", "MODEL_SERVER_TIMEOUT": "9"}
+    s = settings_from_env(env)
+    assert s.workers == 3
+    assert s.timeout_s == 9
+
+
+@pytest.mark.parametrize("value", ["True", "true", "TRUE", "1"])
+def test_sagemaker_batch_is_case_insensitive(value):
+    s = settings_from_env({"SAGEMAKER_BATCH": value})
+    assert s.batch_mode is True
+    assert s.timeout_s == 600  # batch transform's invocation timeout default
+
+
+@pytest.mark.parametrize(("raw", "expected"), [("MULTI_RECORD", "MultiRecord"), ("SingleRecord", "SingleRecord"),
+                                               ("single_record", "SingleRecord")])
+def test_batch_strategy_is_reported_in_the_spelling_local_mode_accepts(raw, expected):
+    assert settings_from_env({"SAGEMAKER_BATCH_STRATEGY": raw}).batch_strategy == expected
+
+
+@pytest.mark.parametrize(
+    ("env", "fragment"),
+    [
+        ({"SAGEMAKER_MODEL_SERVER_WORKERS": "two"}, "SAGEMAKER_MODEL_SERVER_WORKERS='two' is not an integer"),
+        ({"SAGEMAKER_MODEL_SERVER_WORKERS": "0"}, "out of range"),
+        ({"SAGEMAKER_BIND_TO_PORT": "99999"}, "SAGEMAKER_BIND_TO_PORT"),
+        ({"SAGEMAKER_MAX_PAYLOAD_IN_MB": "101"}, "SAGEMAKER_MAX_PAYLOAD_IN_MB"),
+        ({"SAGEMAKER_BATCH": "maybe"}, "not a boolean"),
+        ({"SERVE_PRECISION": "fp8"}, "SERVE_PRECISION"),
+        ({"SERVE_DEVICE": "tpu"}, "SERVE_DEVICE"),
+        ({"SERVE_MAX_BATCH_DELAY_MS": "soon"}, "not a number"),
+    ],
+)
+def test_bad_values_fail_with_the_variable_name(env, fragment):
+    with pytest.raises(SettingsError, match=fragment):
+        settings_from_env(env)
+
+
+def test_settings_are_frozen():
+    with pytest.raises(AttributeError):
+        settings_from_env({}).port = 1  # type: ignore[misc]
+
+
+def test_cpu_does_not_batch_by_default_and_gpu_does():
+    assert batching_defaults("cpu") == (1, 0.0)
+    assert batching_defaults("cuda")[0] > 1
+
+
+def test_default_workers_one_per_gpu_else_capped_cpu_count():
+    s = ServeSettings()
+    assert resolve_workers(s, gpus=4, cpus=32) == 4
+    assert resolve_workers(s, gpus=0, cpus=2) == 2
+    assert resolve_workers(s, gpus=0, cpus=64) == 4
+    assert resolve_workers(ServeSettings(workers=7), gpus=4, cpus=2) == 7
+
+
+def test_cpu_threads_are_shared_between_workers():
+    assert torch_threads(ServeSettings(), workers=2, cpus=2) == 1
+    assert torch_threads(ServeSettings(), workers=4, cpus=16) == 4
+    assert torch_threads(ServeSettings(torch_threads=3), workers=2, cpus=2) == 3
+
+
+def test_workers_take_gpus_round_robin():
+    s = ServeSettings()
+    assert [worker_device(s, i, gpus=2) for i in range(4)] == ["cuda:0", "cuda:1", "cuda:0", "cuda:1"]
+    assert worker_device(s, 3, gpus=0) == "cpu"
+    assert worker_device(ServeSettings(device="cuda:1"), 0, gpus=2) == "cuda:1"
