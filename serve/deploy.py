@@ -207,8 +207,9 @@ def _create_once(kind: str, name: str, describe: Callable[[], Mapping[str, Any]]
     return True
 
 
-def deploy(session: Any, d: Deployment, *, wait: bool = True, interval_s: float = 30, log: TextIO = sys.stderr,
+def deploy(session: Any, d: Deployment, *, wait: bool = True, interval_s: float = 30, log: TextIO | None = None,
            sleep: Callable[[float], None] = time.sleep) -> Mapping[str, Any]:
+    log = log or sys.stderr
     sm = session.client("sagemaker")
     _create_once("model", d.name, lambda: sm.describe_model(ModelName=d.name),
                  lambda: sm.create_model(**d.model_request()), log)
@@ -243,8 +244,9 @@ def deploy(session: Any, d: Deployment, *, wait: bool = True, interval_s: float 
     return desc
 
 
-def delete(session: Any, name: str, *, interval_s: float = 15, log: TextIO = sys.stderr,
+def delete(session: Any, name: str, *, interval_s: float = 15, log: TextIO | None = None,
            sleep: Callable[[float], None] = time.sleep) -> None:
+    log = log or sys.stderr
     sm = session.client("sagemaker")
     aas = session.client("application-autoscaling")
     resource_id = f"endpoint/{name}/variant/{VARIANT}"
@@ -341,8 +343,9 @@ class Transform:
         return req
 
 
-def start_transform(session: Any, t: Transform, *, wait: bool, interval_s: float = 30, log: TextIO = sys.stderr,
+def start_transform(session: Any, t: Transform, *, wait: bool, interval_s: float = 30, log: TextIO | None = None,
                     sleep: Callable[[float], None] = time.sleep) -> Mapping[str, Any]:
+    log = log or sys.stderr
     sm = session.client("sagemaker")
 
     def describe() -> Mapping[str, Any]:

@@ -314,9 +314,13 @@ def job_from_args(args: argparse.Namespace, name: str, hyperparameters: Mapping[
     )
 
 
-def follow_training_job(sm: Any, logs: Any, name: str, *, interval_s: float = 15, out: TextIO = sys.stdout,
+def follow_training_job(sm: Any, logs: Any, name: str, *, interval_s: float = 15, out: TextIO | None = None,
                         sleep: Callable[[float], None] = time.sleep) -> Mapping[str, Any]:
-    """Poll the job until it ends, printing status changes and its log lines; return the last description."""
+    """Poll the job until it ends, printing status changes and its log lines; return the last description.
+
+    Progress goes to stderr by default, so stdout carries only the artifact URI.
+    """
+    out = out or sys.stderr
     follower = LogFollower(logs, TRAINING_LOG_GROUP, f"{name}/")
     last: list[Any] = [None]
 
@@ -338,8 +342,9 @@ def follow_training_job(sm: Any, logs: Any, name: str, *, interval_s: float = 15
         raise explain(exc, f"following training job {name}") from None
 
 
-def report_outcome(desc: Mapping[str, Any], out: TextIO = sys.stdout) -> int:
+def report_outcome(desc: Mapping[str, Any], out: TextIO | None = None) -> int:
     """Print the artifact URI (last stdout line) or raise a ShipError carrying the job's FailureReason."""
+    out = out or sys.stdout
     name, status = desc.get("TrainingJobName", "?"), desc.get("TrainingJobStatus")
     if status == "Completed":
         billable = desc.get("BillableTimeInSeconds")
