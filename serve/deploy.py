@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import mimetypes
 import os
 import re
 import sys
@@ -474,8 +473,7 @@ def main(argv: Sequence[str] | None = None, session: Any = None) -> int:
         except OSError as exc:
             raise ShipError(f"cannot read --file {args.file} ({exc.strerror})", "pass an existing file",
                             exit_code=2) from None
-        content_type = args.content_type or CONTENT_TYPES.get(args.file.suffix.lower()) \
-            or mimetypes.guess_type(args.file.name)[0]
+        content_type = args.content_type or CONTENT_TYPES.get(args.file.suffix.lower())
         if not content_type:
             raise ShipError(f"cannot tell the content type of {args.file.name}",
                             "pass --content-type (image/png, image/jpeg, application/x-npy, application/json, "
