@@ -164,13 +164,11 @@ def test_unknown_routes_and_methods(client):
 
 
 def test_model_failure_is_500_without_a_traceback(settings, predictor, monkeypatch, caplog):
-    app = create_app(predictor, settings)
-
     def broken(_batch):
         raise RuntimeError("secret internal detail")
 
-    app.extensions["serving_model"].get().batcher._forward = broken  # noqa: SLF001 - inject a fault
-    r = post(app.test_client(), png_bytes(IMG), "image/png")
+    monkeypatch.setattr(predictor, "forward", broken)
+    r = post(create_app(predictor, settings).test_client(), png_bytes(IMG), "image/png")
     assert r.status_code == 500
     assert "secret" not in r.get_data(as_text=True)
     assert "secret internal detail" in caplog.text

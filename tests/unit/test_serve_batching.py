@@ -42,12 +42,12 @@ def test_same_shape_items_share_a_pass_and_other_shapes_wait_their_turn():
     try:
         first = threading.Thread(target=call, args=("first", [torch.zeros(1, 2, 2)]))
         first.start()  # occupies the inference thread until the gate opens
-        while not b._queue.empty():  # noqa: SLF001 - wait until the first item has been taken
+        while not b._queue.empty():
             threading.Event().wait(0.001)
         mixed = [torch.ones(1, 2, 2), torch.ones(1, 4, 4), torch.full((1, 2, 2), 3.0)]
         second = threading.Thread(target=call, args=("mixed", mixed))
         second.start()
-        while b._queue.qsize() < 3:  # noqa: SLF001
+        while b._queue.qsize() < 3:
             threading.Event().wait(0.001)
         gate.set()
         first.join(5)

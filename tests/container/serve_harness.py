@@ -1,0 +1,92 @@
+"""Running the serving image in tests and benchmarks: start, poll /ping, talk HTTP on loopback only."""
+
+from __future__ import annotations
+
+import http.client
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import docker
+
+DEFAULT_IMAGE = "byoc:serve-dev"
+
+
+@dataclass
+class Served:
+    container: Any
+    port: int
+
+    def request(
+        self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None,
+        timeout: float = 70.0,
+    ) -> tuple[int, dict[str, str], bytes]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+            resp = conn.getresponse()
+            return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+        finally:
+            conn.close()
+
+    def ping(self, timeout: float = 2.0) -> int:
+        try:
+            return self.request("GET", "/ping", timeout=timeout)[0]
+        except (OSError, http.client.HTTPException):
+            return 0
+
+    def logs(self) -> str:
+        return self.container.logs().decode(errors="replace")
+
+    def stop(self) -> None:
+        try:
+            self.container.remove(force=True)
+        except docker.errors.NotFound:
+            pass
+
+
+def start(
+    image: str, model_dir: Path, env: dict[str, str] | None = None, *, wait_ready: bool = True,
+    deadline_s: float = 120.0,
+) -> Served:
+    """``docker run -p 127.0.0.1::8080 -v model_dir:/opt/ml/model:ro IMAGE serve``, polled until /ping is 200."""
+    client = docker.from_env()
+    container = client.containers.run(
+        image, "serve", detach=True, environment=env or {},
+        ports={"8080/tcp": ("127.0.0.1", None)},
+        volumes={str(model_dir): {"bind": "/opt/ml/model", "mode": "ro"}},  # read-only, as on SageMaker
+    )
+    port = 0
+    end = time.monotonic() + 30
+    while not port and time.monotonic() < end:
+        container.reload()
+        bindings = (container.attrs["NetworkSettings"]["Ports"] or {}).get("8080/tcp")
+        if bindings:
+            port = int(bindings[0]["HostPort"])
+        elif container.status == "exited":
+            break
+        else:
+            time.sleep(0.05)
+    served = Served(container, port)
+    if wait_ready:
+        wait_for_ping(served, deadline_s)
+    return served
+
+
+def wait_for_ping(served: Served, deadline_s: float = 120.0, poll_s: float = 0.05) -> float:
+    """Seconds until /ping answers 200; raises with the container log if it never does."""
+    start_t = time.monotonic()
+    while time.monotonic() - start_t < deadline_s:
+        if served.port and served.ping(timeout=1.0) == 200:
+            return time.monotonic() - start_t
+        served.container.reload()
+        if served.container.status == "exited":
+            raise RuntimeError(f"container exited before /ping answered 200:\n{served.logs()}")
+        time.sleep(poll_s)
+    raise TimeoutError(f"/ping not 200 within {deadline_s} s:\n{served.logs()}")
+
+
+def wait_for_exit(served: Served, deadline_s: float) -> int:
+    result = served.container.wait(timeout=deadline_s)
+    return int(result["StatusCode"])
