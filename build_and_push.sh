@@ -96,6 +96,7 @@ if ! info_err=$("$docker" info 2>&1 >/dev/null); then
 fi
 
 # --- tags ------------------------------------------------------------------------------------------------
+revision=$(git rev-parse HEAD 2>/dev/null || echo unknown)
 if sha=$(git rev-parse --short HEAD 2>/dev/null); then
   # Dirty = uncommitted changes (or new files) in what goes into the image, so a SHA tag never lies.
   if [[ -n $(git status --porcelain -- Dockerfile .dockerignore container model train serve 2>/dev/null) ]]; then
@@ -108,7 +109,9 @@ tag="$sha$suffix"
 latest="latest$suffix"
 
 # --- build -----------------------------------------------------------------------------------------------
-args=(build --platform "$platform" --build-arg "VARIANT=$variant")
+# OCI labels say which commit an image came from (`docker inspect`), wherever it is pulled.
+args=(build --platform "$platform" --build-arg "VARIANT=$variant"
+  --label "org.opencontainers.image.revision=$revision" --label "org.opencontainers.image.version=$tag")
 if [[ -n $base_image ]]; then
   args+=(--build-arg "BASE_IMAGE=$base_image")
 fi
