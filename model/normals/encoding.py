@@ -23,7 +23,7 @@ def read_rgb(path: Path) -> np.ndarray:
     """An image file as HxWx3 uint8 (any mode Pillow reads: grey, palette, RGBA, 16-bit...)."""
     try:
         with Image.open(path) as img:
-            return np.asarray(img.convert("RGB"))
+            return np.array(img.convert("RGB"))  # a writable copy: torch.from_numpy needs one
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
         raise DataFormatError(f"{path}: cannot read image ({exc})") from exc
 

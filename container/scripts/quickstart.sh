@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# From a bare Debian/Ubuntu machine (root, Python only) to a trained model, in one command:
+# Docker engine, base image (offline if no registry answers), wheelhouse, the CPU image, a synthetic
+# dataset in ./ml (a SageMaker-style /opt/ml tree), `docker run ... train`, and the result.
+#
+#   bash container/scripts/quickstart.sh            # IMAGE=byoc:latest ML_DIR=./ml EPOCHS=8
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+image=${IMAGE:-byoc:latest}
+ml=$(realpath -m "${ML_DIR:-ml}")
+epochs=${EPOCHS:-8}
+
+bash container/scripts/ensure-docker.sh
+# A host-side wheelhouse makes the build independent of PyPI access from inside containers; it
+# needs the image's Python minor version (3.11) on the host. Without it the build uses PyPI.
+if python3 -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null; then
+  bash container/scripts/make-wheelhouse.sh python3
+fi
+bash container/scripts/build-image.sh "$image"
+
+echo "==> synthetic dataset and SageMaker config in $ml"
+rm -rf "$ml"
+mkdir -p "$ml/input/config" "$ml/input/data" "$ml/model" "$ml/output/data"
+docker run --rm -v "$ml:/opt/ml" "$image" python -m model.normals.synthetic /opt/ml/input/data/train \
+  --count 256 --size 96 --seed 1
+docker run --rm -v "$ml:/opt/ml" "$image" python -m model.normals.synthetic /opt/ml/input/data/validation \
+  --count 32 --size 96 --seed 2
+cat >"$ml/input/config/hyperparameters.json" <<JSON
+{"epochs": "$epochs", "batch_size": "8", "image_size": "64", "base_channels": "16", "learning_rate": "0.003"}
+JSON
+echo '{"train": {"TrainingInputMode": "File"}, "validation": {"TrainingInputMode": "File"}}' \
+  >"$ml/input/config/inputdataconfig.json"
+echo '{"current_host": "algo-1", "hosts": ["algo-1"], "network_interface_name": "eth0"}' \
+  >"$ml/input/config/resourceconfig.json"
+
+echo "==> docker run $image train"
+docker run --rm --network none -v "$ml:/opt/ml" "$image" train
+
+echo "==> result"
+ls -l "$ml/model"
+docker run --rm -v "$ml:/opt/ml" "$image" python -c '
+import json
+m = json.load(open("/opt/ml/output/data/metrics.json"))["final_metrics"]
+print("validation mean angular error %.1f deg, median %.1f deg, within 22.5 deg %.0f%%" % (
+    m["validation:mean_angular_error"], m["validation:median_angular_error"], 100 * m["validation:within_22.5deg"]))'
+echo "panels (input | truth | prediction): $ml/output/data/panel_*.png"

@@ -1,0 +1,129 @@
+"""`train`: SageMaker's /opt/ml training contract around `train.loop`.
+
+PID 1 (``python -m container train``) hands over to the sagemaker-training toolkit, which reads the
+/opt/ml config into its Environment, runs :func:`main` in this same process (SAGEMAKER_TRAINING_MODULE),
+writes /opt/output/success, and turns exceptions into /opt/ml/output/failure and an exit code. We run in
+the toolkit's process rather than as its child script because the toolkit does not forward SIGTERM to
+children (aws/sagemaker-training-toolkit issues 125, 173): in-process, our handler gets the signal and
+checkpoints within SageMaker's 120 s grace.
+
+Exit codes: 0 success; 1 a user error (bad hyperparameter/data: FailureReason starts "UserError:") or an
+internal error ("InternalError:"); 143 stopped by SIGTERM after saving a checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import tempfile
+import traceback
+from pathlib import Path
+
+from train.errors import TrainingStopped, UserError
+
+log = logging.getLogger("container.training")
+
+BASE_DIR = Path(os.environ.get("SAGEMAKER_BASE_DIR", "/opt/ml"))
+FAILURE_LIMIT = 1024  # SageMaker shows this many characters of the failure file as FailureReason
+_EXAMPLES = {
+    "hyperparameters.json": '{"epochs": "10"}',
+    "inputdataconfig.json": '{"train": {"TrainingInputMode": "File"}}',
+    "resourceconfig.json": '{"current_host": "algo-1", "hosts": ["algo-1"]}',
+}
+
+
+def launch(argv: list[str]) -> None:
+    """PID 1 for ``train``: check the /opt/ml tree, then let the toolkit run :func:`main`."""
+    if argv:
+        _fail(f"UserError: `train` takes no arguments, got {argv}. Fix: pass settings as hyperparameters "
+              "(/opt/ml/input/config/hyperparameters.json).")
+    config_dir = BASE_DIR / "input" / "config"
+    missing = [name for name in _EXAMPLES if not (config_dir / name).is_file()]
+    if missing:
+        examples = "; ".join(f"{name} like {_EXAMPLES[name]}" for name in missing)
+        _fail(f"UserError: {config_dir} lacks {', '.join(missing)}; SageMaker writes these files, a local "
+              f"`docker run -v ...:/opt/ml` must provide them. Fix: create {examples}.")
+    os.environ["SAGEMAKER_TRAINING_MODULE"] = "container.training:main"
+    from sagemaker_training import trainer  # imported late: its import reads /opt/ml
+
+    trainer.train()  # exits the process with the job's exit code
+
+
+def _fail(message: str) -> None:
+    write_failure(message)
+    print(message, file=sys.stderr, flush=True)
+    sys.exit(1)
+
+
+def write_failure(message: str) -> None:
+    """Write the failure file once; the toolkit writes its own only if ours is not there."""
+    path = BASE_DIR / "output" / "failure"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists():
+            path.write_text(message)
+    except OSError as exc:  # a read-only or missing output dir must not hide the real error
+        print(f"could not write {path}: {exc}", file=sys.stderr)
+
+
+def _checkpoint_dir(config_dir: Path) -> Path:
+    cfg = config_dir / "checkpointconfig.json"
+    if cfg.is_file():
+        local = json.loads(cfg.read_text()).get("LocalPath")
+        if local:
+            return Path(local)
+    return BASE_DIR / "checkpoints"
+
+
+def _channels(env) -> dict[str, Path]:
+    modes = {name: spec.get("TrainingInputMode", "File") for name, spec in env.channel_input_config.items()}
+    piped = sorted(name for name, mode in modes.items() if mode == "Pipe")
+    if piped:
+        raise UserError(f"channel(s) {piped} use Pipe input mode, which this image does not read",
+                        "use File or FastFile input mode for these channels")
+    return {name: Path(path) for name, path in env.channel_input_dirs.items()}
+
+
+def main() -> None:
+    """Called by the toolkit inside PID 1 (SAGEMAKER_TRAINING_MODULE)."""
+    from sagemaker_training import environment, errors
+
+    from model.runtime import select_runtime
+    from train.config import parse_hyperparameters
+    from train.loop import TrainJob, TrainPaths, run
+    from train.synthetic import with_synthetic_channels
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout, force=True,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    env = environment.Environment()
+    log.info("job %s on %s (hosts %s)", os.environ.get("TRAINING_JOB_NAME", "local"), env.current_host, env.hosts)
+    try:
+        config, family, arch = parse_hyperparameters(env.hyperparameters)
+        with tempfile.TemporaryDirectory(prefix="byoc-train-") as scratch:
+            channels = with_synthetic_channels(_channels(env), config, Path(scratch))
+            paths = TrainPaths(
+                channels=channels,
+                model_dir=Path(env.model_dir),
+                output_data_dir=Path(env.output_data_dir),
+                checkpoint_dir=_checkpoint_dir(Path(env.input_config_dir)),
+            )
+            runtime = select_runtime(config.precision, channels_last=config.channels_last)
+            job = TrainJob(config, family, arch, paths, runtime)
+            signal.signal(signal.SIGTERM, lambda *_: (log.warning("SIGTERM: checkpointing and stopping"),
+                                                       job.stop.set()))
+            run(job)
+    except UserError as exc:
+        write_failure(f"UserError: {exc}"[:FAILURE_LIMIT])
+        raise errors.ClientError(f"UserError: {exc}") from None
+    except TrainingStopped as exc:
+        write_failure(f"Stopped: {exc}"[:FAILURE_LIMIT])
+        raise
+    except Exception as exc:
+        head = f"InternalError: {type(exc).__name__}: {exc}"
+        fix = (" Fix: this is likely a bug in the image or an environment problem (memory, disk, GPU); "
+               "the full traceback is in the job's logs.\n")
+        write_failure((head[:600] + fix + traceback.format_exc())[:FAILURE_LIMIT])
+        raise

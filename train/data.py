@@ -1,0 +1,111 @@
+"""Channels to data loaders: the validation split, deterministic sharded shuffling, loader settings."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Sampler
+
+from model.family import DataFormatError, ModelFamily
+from model.runtime import available_cpus
+from train.config import TrainConfig
+from train.errors import UserError
+
+
+@dataclass(frozen=True)
+class Splits:
+    train: Sequence[Any]
+    validation: Sequence[Any]
+    test: Sequence[Any]
+    validation_source: str  # "channel", "held out N of train" or "none"
+
+
+def _index(family: ModelFamily, name: str, directory: Path) -> Sequence[Any]:
+    if not directory.is_dir():
+        raise UserError(f"channel {name!r} directory {directory} does not exist", f"provide the {name} channel")
+    if not any(directory.iterdir()):
+        raise UserError(
+            f"channel {name!r} at {directory} is empty",
+            f"check the S3 prefix given for the {name} channel (it must contain images/ and normals/)",
+        )
+    try:
+        return family.index(directory)
+    except DataFormatError as exc:
+        raise UserError(f"channel {name!r} is not in the expected format: {exc}",
+                        "lay the channel out as the README's 'Dataset format' section describes") from None
+
+
+def load_splits(family: ModelFamily, channels: dict[str, Path], config: TrainConfig) -> Splits:
+    if "train" not in channels:
+        raise UserError(
+            f"no 'train' channel (channels given: {sorted(channels) or 'none'})",
+            "pass a channel named 'train' (or set synthetic_samples for the built-in demo data)",
+        )
+    train = list(_index(family, "train", channels["train"]))
+    test = list(_index(family, "test", channels["test"])) if "test" in channels else []
+    if "validation" in channels:
+        return Splits(train, list(_index(family, "validation", channels["validation"])), test, "channel")
+    n_val = int(round(len(train) * config.validation_fraction))
+    if config.validation_fraction > 0 and len(train) >= 2:
+        n_val = min(max(n_val, 1), len(train) - 1)
+    if n_val == 0:
+        return Splits(train, [], test, "none")
+    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(config.seed)).tolist()
+    held = set(order[:n_val])
+    return Splits(
+        [s for i, s in enumerate(train) if i not in held],
+        [s for i, s in enumerate(train) if i in held],
+        test,
+        f"held out {n_val} of train",
+    )
+
+
+class EpochSampler(Sampler[int]):
+    """A seeded permutation per epoch, sharded across ranks, optionally skipping samples already seen.
+
+    Every rank computes the same permutation and takes every world_size-th index (padding by wrapping
+    so all ranks run the same number of steps, which DDP requires).
+    """
+
+    def __init__(self, length: int, *, seed: int, epoch: int, shuffle: bool, rank: int = 0,
+                 world_size: int = 1, skip: int = 0) -> None:
+        self.length, self.seed, self.epoch, self.shuffle = length, seed, epoch, shuffle
+        self.rank, self.world_size, self.skip = rank, world_size, skip
+
+    def _indices(self) -> list[int]:
+        if self.shuffle:
+            order = torch.randperm(self.length, generator=torch.Generator().manual_seed(self.seed * 1000003 + self.epoch))
+            order = order.tolist()
+        else:
+            order = list(range(self.length))
+        per_rank = math.ceil(self.length / self.world_size)
+        padded = (order * math.ceil(per_rank * self.world_size / max(self.length, 1)))[: per_rank * self.world_size]
+        return padded[self.rank :: self.world_size][self.skip :]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._indices())
+
+    def __len__(self) -> int:
+        return len(self._indices())
+
+
+def per_rank_length(length: int, world_size: int) -> int:
+    return math.ceil(length / world_size)
+
+
+def make_loader(dataset: Any, sampler: Sampler, batch_size: int, config: TrainConfig, pin: bool) -> DataLoader:
+    workers = min(4, available_cpus()) if config.data_workers < 0 else config.data_workers
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=workers,
+        pin_memory=pin,
+        drop_last=False,
+        prefetch_factor=4 if workers else None,
+    )

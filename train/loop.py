@@ -1,0 +1,320 @@
+"""The training loop: build, resume, train, validate, checkpoint, stop on request, save the model."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from model.artifact import atomic_write_bytes, save_model_dir
+from model.family import ModelFamily, family_path
+from model.runtime import Runtime
+from train import metrics_log
+from train.checkpoint import CheckpointManager
+from train.config import TrainConfig
+from train.data import EpochSampler, Splits, load_splits, make_loader, per_rank_length
+from train.distributed import Dist
+from train.errors import TrainingStopped, UserError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainPaths:
+    channels: dict[str, Path]
+    model_dir: Path
+    output_data_dir: Path
+    checkpoint_dir: Path
+
+
+@dataclass(frozen=True)
+class TrainJob:
+    config: TrainConfig
+    family: ModelFamily
+    arch: Any
+    paths: TrainPaths
+    runtime: Runtime
+    dist: Dist = field(default_factory=Dist)
+    #: Set from a SIGTERM handler; the loop checkpoints and raises TrainingStopped at the next step.
+    stop: threading.Event = field(default_factory=threading.Event)
+
+
+def _lr_lambda(config: TrainConfig, total_steps: int):
+    warmup = max(1, int(0.03 * total_steps))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if config.lr_schedule == "constant":
+            return 1.0
+        progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+        return 0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return factor
+
+
+def _to_device(batch: dict[str, torch.Tensor], runtime: Runtime) -> dict[str, torch.Tensor]:
+    out = {}
+    for key, value in batch.items():
+        value = value.to(runtime.device, non_blocking=True)
+        if runtime.channels_last and value.dim() == 4 and value.is_floating_point():
+            value = value.contiguous(memory_format=torch.channels_last)
+        out[key] = value
+    return out
+
+
+class Trainer:
+    def __init__(self, job: TrainJob) -> None:
+        self.job = job
+        c, rt = job.config, job.runtime
+        self.splits: Splits = load_splits(job.family, job.paths.channels, c)
+        if not self.splits.train:
+            raise UserError("the training split is empty after holding out validation data",
+                            "add training samples or lower validation_fraction")
+        torch.manual_seed(c.seed)  # same initial weights on every rank and every retry
+        self.raw_model: nn.Module = job.family.build(job.arch).to(rt.device)
+        if rt.channels_last:
+            self.raw_model = self.raw_model.to(memory_format=torch.channels_last)
+        self.optimizer = torch.optim.AdamW(self.raw_model.parameters(), lr=c.learning_rate,
+                                           weight_decay=c.weight_decay)
+        self.steps_per_epoch = math.ceil(per_rank_length(len(self.splits.train), job.dist.world_size) / c.batch_size)
+        self.total_steps = self.steps_per_epoch * c.epochs
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _lr_lambda(c, self.total_steps))
+        self.scaler = torch.amp.GradScaler(rt.device.type, enabled=rt.needs_grad_scaler)
+        self.checkpoints = CheckpointManager(job.paths.checkpoint_dir, c.keep_checkpoints)
+        self.step = 0
+        self.epoch = 0
+        self.samples_in_epoch = 0  # per rank, of the current epoch, already trained on
+        self.epoch_loss = torch.zeros(2, dtype=torch.float64)  # (sum, count) for the epoch's train:loss
+        self.history: list[dict[str, float]] = []
+        model: nn.Module = self.raw_model
+        if job.dist.enabled:
+            ids = [rt.device.index] if rt.is_cuda else None
+            model = DistributedDataParallel(model, device_ids=ids)
+        self.model = torch.compile(model) if c.compile else model
+        self.train_data = job.family.dataset(self.splits.train, image_size=c.image_size, augment=c.augment,
+                                             seed=c.seed)
+
+    # -- checkpoints ---------------------------------------------------------------------------
+    def _identity(self) -> dict[str, Any]:
+        return {"family": family_path(self.job.family), "arch": dataclasses.asdict(self.job.arch)}
+
+    def _checkpoint_state(self) -> dict[str, Any]:
+        return {
+            **self._identity(),
+            "step": self.step,
+            "epoch": self.epoch,
+            "samples_in_epoch": self.samples_in_epoch,
+            "world_size": self.job.dist.world_size,
+            "batch_size": self.job.config.batch_size,
+            "epoch_loss": self.epoch_loss.clone(),
+            "history": json.dumps(self.history),
+            "model": self.raw_model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+        }
+
+    def save_checkpoint(self) -> None:
+        if self.job.dist.is_main:
+            path = self.checkpoints.save(self._checkpoint_state())
+            log.info("checkpoint saved: %s (step %d)", path, self.step)
+        self.job.dist.barrier()
+
+    def resume(self) -> bool:
+        found = self.checkpoints.latest()
+        if found is None:
+            return False
+        path, state = found
+        if {"family": state.get("family"), "arch": state.get("arch")} != self._identity():
+            raise UserError(
+                f"checkpoint {path} was written for another model ({state.get('family')}, {state.get('arch')}) "
+                f"than this job's ({self._identity()['family']}, {self._identity()['arch']})",
+                "use the same model hyperparameters as the interrupted job, or an empty checkpoint location",
+            )
+        self.raw_model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.step, self.epoch = int(state["step"]), int(state["epoch"])
+        self.history = json.loads(state["history"])
+        same_layout = (state["world_size"], state["batch_size"]) == (self.job.dist.world_size,
+                                                                     self.job.config.batch_size)
+        if same_layout:
+            self.samples_in_epoch = int(state["samples_in_epoch"])
+            self.epoch_loss = state["epoch_loss"].double()
+        else:
+            # Another world size or batch size shards the epoch differently: redo the interrupted epoch.
+            log.warning("resuming with a different world/batch size: epoch %d restarts from its start", self.epoch)
+            self.samples_in_epoch = 0
+            self.epoch_loss.zero_()
+        log.info("resumed from %s: epoch %d, step %d", path, self.epoch, self.step)
+        return True
+
+    # -- loop ----------------------------------------------------------------------------------
+    def _check_stop(self) -> None:
+        if self.job.dist.any(self.job.stop.is_set(), self.job.runtime.device):
+            self.save_checkpoint()
+            raise TrainingStopped(
+                f"training stopped by SIGTERM at step {self.step} (epoch {self.epoch + 1}); a checkpoint was "
+                f"saved in {self.job.paths.checkpoint_dir} and a job with the same checkpoint location resumes from it"
+            )
+
+    def train_epoch(self) -> float:
+        job, c, rt = self.job, self.job.config, self.job.runtime
+        if hasattr(self.train_data, "set_epoch"):
+            self.train_data.set_epoch(self.epoch)
+        sampler = EpochSampler(len(self.splits.train), seed=c.seed, epoch=self.epoch, shuffle=True,
+                               rank=job.dist.rank, world_size=job.dist.world_size, skip=self.samples_in_epoch)
+        loader = make_loader(self.train_data, sampler, c.batch_size, c, pin=rt.is_cuda)
+        self.model.train()
+        window_loss = torch.zeros((), device=rt.device)
+        window_start, window_images, window_steps = time.perf_counter(), 0, 0
+        epoch_start, epoch_images = time.perf_counter(), 0
+        for batch in loader:
+            self._check_stop()
+            batch = _to_device(batch, rt)
+            with rt.autocast():
+                outputs = self.model(batch["input"])
+                loss = job.family.loss(outputs, batch)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.scheduler.step()
+            n = batch["input"].shape[0]
+            self.step += 1
+            self.samples_in_epoch += n
+            window_loss += loss.detach() * n
+            window_images += n
+            window_steps += 1
+            epoch_images += n
+            if window_steps == c.log_every_steps:
+                self._flush_window(window_loss, window_images, window_start)
+                window_loss, window_start, window_images, window_steps = torch.zeros((), device=rt.device), \
+                    time.perf_counter(), 0, 0
+            if c.checkpoint_steps and self.step % c.checkpoint_steps == 0:
+                self._fold_window(window_loss, window_images)
+                window_loss, window_images = torch.zeros((), device=rt.device), 0
+                self.save_checkpoint()
+        self._fold_window(window_loss, window_images)
+        if rt.is_cuda:
+            torch.cuda.synchronize()
+        elapsed = time.perf_counter() - epoch_start
+        return epoch_images * job.dist.world_size / max(elapsed, 1e-9)
+
+    def _fold_window(self, window_loss: torch.Tensor, images: int) -> None:
+        self.epoch_loss += torch.tensor([float(window_loss), images], dtype=torch.float64)
+
+    def _flush_window(self, window_loss: torch.Tensor, images: int, start: float) -> None:
+        loss_value = float(window_loss) / max(images, 1)  # one device sync per log line, not per step
+        self._fold_window(window_loss, images)
+        rate = images * self.job.dist.world_size / max(time.perf_counter() - start, 1e-9)
+        remaining = (self.total_steps - self.step) * self.job.config.batch_size * self.job.dist.world_size / rate
+        if self.job.dist.is_main:
+            log.info(
+                "step %d/%d epoch %d/%d loss %.4f lr %.2e images/s %.1f eta %s",
+                self.step, self.total_steps, self.epoch + 1, self.job.config.epochs, loss_value,
+                self.scheduler.get_last_lr()[0], rate, time.strftime("%H:%M:%S", time.gmtime(remaining)),
+            )
+
+    @torch.inference_mode()
+    def evaluate(self, samples, split: str, panels: int = 0) -> tuple[dict[str, float], list]:
+        job, c, rt = self.job, self.job.config, self.job.runtime
+        dataset = job.family.dataset(samples, image_size=c.image_size, augment=False, seed=c.seed)
+        sampler = EpochSampler(len(samples), seed=c.seed, epoch=0, shuffle=False, rank=job.dist.rank,
+                               world_size=job.dist.world_size)
+        loader = make_loader(dataset, sampler, c.batch_size, c, pin=rt.is_cuda)
+        self.model.eval()
+        metrics = job.family.metrics()
+        loss_sum = torch.zeros(2, dtype=torch.float64)
+        pictures = []
+        for batch in loader:
+            batch = _to_device(batch, rt)
+            with rt.autocast():
+                outputs = self.model(batch["input"])
+                loss = job.family.loss(outputs, batch)
+            n = batch["input"].shape[0]
+            loss_sum += torch.tensor([float(loss) * n, n], dtype=torch.float64)
+            metrics.update(outputs.float(), batch)
+            for i in range(min(n, panels - len(pictures))):
+                pictures.append(job.family.panel(batch, outputs, i))
+        state = job.dist.all_reduce_sum(torch.cat([loss_sum, metrics.state()]).to(rt.device)).cpu()
+        metrics.load_state(state[2:])
+        result = {f"{split}:loss": float(state[0] / max(state[1], 1))}
+        result.update({f"{split}:{k}": v for k, v in metrics.compute().items()})
+        return result, pictures
+
+    def fit(self) -> dict[str, Any]:
+        job, c = self.job, self.job.config
+        resumed = self.resume()
+        if job.dist.is_main:
+            log.info("%s; train=%d validation=%d (%s) test=%d; %d steps/epoch x %d epochs; resumed=%s",
+                     job.runtime.describe(), len(self.splits.train), len(self.splits.validation),
+                     self.splits.validation_source, len(self.splits.test), self.steps_per_epoch, c.epochs, resumed)
+        while self.epoch < c.epochs:
+            rate = self.train_epoch()
+            reduced = job.dist.all_reduce_sum(self.epoch_loss.to(job.runtime.device)).cpu()
+            epoch_metrics = {"train:loss": float(reduced[0] / max(reduced[1], 1)), "train:images_per_second": rate}
+            if self.splits.validation:
+                epoch_metrics.update(self.evaluate(self.splits.validation, "validation")[0])
+            if job.dist.is_main:
+                metrics_log.emit(self.epoch + 1, epoch_metrics)
+            self.history.append({"epoch": self.epoch + 1, **epoch_metrics})
+            self.epoch += 1
+            self.samples_in_epoch = 0
+            self.epoch_loss.zero_()
+            self.save_checkpoint()
+        return self.finish()
+
+    def finish(self) -> dict[str, Any]:
+        job, c = self.job, self.job.config
+        final: dict[str, float] = {}
+        panels: list = []
+        if self.splits.validation:
+            final, panels = self.evaluate(self.splits.validation, "validation", panels=c.panels)
+        if self.splits.test:
+            test_metrics, _ = self.evaluate(self.splits.test, "test")
+            final.update(test_metrics)
+            if job.dist.is_main:
+                metrics_log.emit(c.epochs, test_metrics)
+        summary = {
+            "epochs": c.epochs,
+            "steps": self.step,
+            "world_size": job.dist.world_size,
+            "validation_source": self.splits.validation_source,
+            "final_metrics": final,
+            "hyperparameters": dataclasses.asdict(c) | dataclasses.asdict(job.arch),
+        }
+        if job.dist.is_main:
+            self._write_outputs(summary, panels)
+        job.dist.barrier()
+        return summary
+
+    def _write_outputs(self, summary: dict[str, Any], panels: list) -> None:
+        job = self.job
+        save_model_dir(job.paths.model_dir, job.family, job.arch, self.raw_model,
+                       job.family.preprocessing(job.arch, job.config.image_size), summary)
+        out = job.paths.output_data_dir
+        out.mkdir(parents=True, exist_ok=True)
+        report = {**summary, "history": self.history}
+        atomic_write_bytes(out / "metrics.json", (json.dumps(report, indent=2) + "\n").encode())
+        for i, picture in enumerate(panels):
+            Image.fromarray(np.asarray(picture, dtype=np.uint8)).save(out / f"panel_{i:02d}.png")
+        log.info("model saved to %s; metrics and %d panels in %s", job.paths.model_dir, len(panels), out)
+
+
+def run(job: TrainJob) -> dict[str, Any]:
+    return Trainer(job).fit()
