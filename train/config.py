@@ -114,7 +114,8 @@ def _coerce(name: str, raw: Any, kind: type) -> Any:
 
 def _type_of(f: dataclasses.Field) -> type:
     # Annotations are strings under `from __future__ import annotations`.
-    return {"int": int, "float": float, "bool": bool, "str": str}[f.type if isinstance(f.type, str) else f.type.__name__]
+    name = f.type if isinstance(f.type, str) else f.type.__name__
+    return {"int": int, "float": float, "bool": bool, "str": str}[name]
 
 
 def _build(cls: type, values: Mapping[str, Any]) -> Any:

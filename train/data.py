@@ -50,7 +50,7 @@ def load_splits(family: ModelFamily, channels: dict[str, Path], config: TrainCon
     test = list(_index(family, "test", channels["test"])) if "test" in channels else []
     if "validation" in channels:
         return Splits(train, list(_index(family, "validation", channels["validation"])), test, "channel")
-    n_val = int(round(len(train) * config.validation_fraction))
+    n_val = round(len(train) * config.validation_fraction)
     if config.validation_fraction > 0 and len(train) >= 2:
         n_val = min(max(n_val, 1), len(train) - 1)
     if n_val == 0:
@@ -79,8 +79,8 @@ class EpochSampler(Sampler[int]):
 
     def _indices(self) -> list[int]:
         if self.shuffle:
-            order = torch.randperm(self.length, generator=torch.Generator().manual_seed(self.seed * 1000003 + self.epoch))
-            order = order.tolist()
+            generator = torch.Generator().manual_seed(self.seed * 1000003 + self.epoch)
+            order = torch.randperm(self.length, generator=generator).tolist()
         else:
             order = list(range(self.length))
         per_rank = math.ceil(self.length / self.world_size)

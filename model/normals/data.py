@@ -42,7 +42,9 @@ def _by_stem(folder: Path, suffixes: Sequence[str]) -> dict[str, Path]:
         if path.name.startswith(".") or path.suffix.lower() not in suffixes or not path.is_file():
             continue
         if path.stem in found:
-            raise DataFormatError(f"{folder}: two files share the stem {path.stem!r}: {found[path.stem].name}, {path.name}")
+            raise DataFormatError(
+                f"{folder}: two files share the stem {path.stem!r}: {found[path.stem].name}, {path.name}"
+            )
         found[path.stem] = path
     return found
 

@@ -66,7 +66,7 @@ class AngularMetrics(MetricAccumulator):
             "mean_angular_error": self._sum / self._count,
             "median_angular_error": self._median(),
         }
-        for t, n in zip(THRESHOLDS_DEG, self._within):
+        for t, n in zip(THRESHOLDS_DEG, self._within, strict=False):
             out[f"within_{t:g}deg"] = n / self._count
         return out
 

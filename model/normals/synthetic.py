@@ -51,8 +51,8 @@ def render_scene(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.nd
     origin = np.zeros(3)
 
     depth = np.full(x.shape, _FAR)
-    normals = np.zeros(x.shape + (3,))
-    albedo = np.zeros(x.shape + (3,))
+    normals = np.zeros((*x.shape, 3))
+    albedo = np.zeros((*x.shape, 3))
 
     def paint(t: np.ndarray, n: np.ndarray, local: np.ndarray) -> None:
         nearer = (t > 0) & (t < depth)
