@@ -71,7 +71,7 @@ def sdk_cleanup() -> Iterator[None]:
 
 def _offline_env(tmp_path: Path) -> dict[str, str]:
     config = tmp_path / "sagemaker-config.yaml"
-    config.write_text("SageMaker:\n  PythonSDK:\n    Modules:\n      TelemetryOptOut: true\n")
+    config.write_text("SchemaVersion: '1.0'\nSageMaker:\n  PythonSDK:\n    Modules:\n      TelemetryOptOut: true\n")
     return {
         "PATH": os.environ["PATH"],
         "HOME": str(tmp_path),
@@ -83,6 +83,7 @@ def _offline_env(tmp_path: Path) -> dict[str, str]:
         # Any AWS call that slips through fails at once on a closed port instead of reaching the internet.
         "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
         "PYTHONUNBUFFERED": "1",
+        "SAGEMAKER_SUPPRESS_V2_WARNING": "1",
     }
 
 

@@ -51,8 +51,9 @@ def main() -> None:
     transformer = estimator.transformer(instance_count=1, instance_type="local", strategy="MultiRecord",
                                         assemble_with="Line", accept="application/jsonlines",
                                         output_path=f"file://{out}")
-    transformer.transform(f"file://{args.jsonl_dir}", content_type="application/jsonlines", split_type="Line")
-    transformer.wait()
+    # logs=False: fetching transform logs is a CloudWatch call even in local mode.
+    transformer.transform(f"file://{args.jsonl_dir}", content_type="application/jsonlines", split_type="Line",
+                          wait=True, logs=False)
     outputs = sorted(out.glob("*.out"))
     result["transform_outputs"] = [p.name for p in outputs]
     result["transform_lines"] = sum(len([x for x in p.read_text().splitlines() if x.strip()]) for p in outputs)
