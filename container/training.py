@@ -79,7 +79,7 @@ def _checkpoint_dir(config_dir: Path) -> Path:
 
 
 def _channels(env) -> dict[str, Path]:
-    modes = {name: spec.get("TrainingInputMode", "File") for name, spec in env.channel_input_config.items()}
+    modes = {name: spec.get("TrainingInputMode", "File") for name, spec in env.input_data_config.items()}
     piped = sorted(name for name, mode in modes.items() if mode == "Pipe")
     if piped:
         raise UserError(f"channel(s) {piped} use Pipe input mode, which this image does not read",

@@ -43,6 +43,11 @@ class UNet(nn.Module):
             _Up(widths[i + 1], widths[i], widths[i]) for i in reversed(range(config.depth))
         )
         self.head = nn.Conv2d(widths[0], 3, 1)
+        # Start from the prior "facing the camera" (0, 0, 1) rather than a random direction field;
+        # early steps then refine instead of first turning every normal around.
+        nn.init.normal_(self.head.weight, std=1e-3)
+        with torch.no_grad():
+            self.head.bias.copy_(torch.tensor([0.0, 0.0, 1.0]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         skips = [self.stem(x)]

@@ -28,8 +28,8 @@ def angular_error_deg(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 class AngularMetrics(MetricAccumulator):
     """Mean, median and within-threshold fractions of the per-pixel angular error, in degrees.
 
-    The median comes from a 0.05-degree histogram (so it is exact to within 0.05 degrees and can be
-    summed across ranks); mean and fractions are exact.
+    The median is the error below which half the pixels fall, read from a 0.05-degree histogram (so it
+    is exact to within 0.05 degrees, and the state sums across ranks); mean and fractions are exact.
     """
 
     def __init__(self) -> None:
