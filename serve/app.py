@@ -13,6 +13,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
@@ -38,6 +39,9 @@ access_log = logging.getLogger("serve.access")
 CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
 _ID_HEADERS = ("X-Amzn-SageMaker-Inference-Id", "X-Amzn-Trace-Id", "X-Request-Id")
 _READ_CHUNK = 1 << 20
+#: Over-limit bodies up to this size are read and discarded before answering 413, so clients that send
+#: the whole body before reading (most HTTP clients) see the 413 instead of a broken pipe.
+_MAX_DISCARD = 128 << 20
 
 
 class Readiness(enum.Enum):
@@ -106,6 +110,7 @@ def _read_body(limit: int) -> bytes:
     """The request body, or PayloadTooLarge as soon as it is known to exceed ``limit`` bytes."""
     length = request.content_length
     if length is not None and length > limit:
+        _discard(request.stream, min(length, _MAX_DISCARD))
         raise PayloadTooLarge(
             f"body is {length} bytes, over the limit of {limit} (SAGEMAKER_MAX_PAYLOAD_IN_MB); send fewer images"
         )
@@ -118,8 +123,17 @@ def _read_body(limit: int) -> bytes:
         chunks.append(chunk)
         total += len(chunk)
     if total > limit:
+        _discard(stream, _MAX_DISCARD)
         raise PayloadTooLarge(f"body is over the limit of {limit} bytes (SAGEMAKER_MAX_PAYLOAD_IN_MB)")
     return b"".join(chunks)
+
+
+def _discard(stream: Any, budget: int) -> None:
+    while budget > 0:
+        chunk = stream.read(min(_READ_CHUNK, budget))
+        if not chunk:
+            return
+        budget -= len(chunk)
 
 
 def create_app(

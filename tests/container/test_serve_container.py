@@ -1,8 +1,7 @@
 """The real image serving over real HTTP on loopback: readiness, every content type, limits, load, SIGTERM.
 
-Uses the shared ``image`` / ``trained_model_dir`` fixtures when tests/container/conftest.py provides them;
-otherwise the image named by $SERVE_TEST_IMAGE (default byoc:serve-dev, built here if missing) and a
-tiny untrained model.
+Uses the shared ``image`` and ``trained_model_dir`` fixtures (tests/container/conftest.py; set BYOC_IMAGE
+to reuse a built image).
 """
 
 from __future__ import annotations
@@ -10,11 +9,9 @@ from __future__ import annotations
 import base64
 import io
 import json
-import os
 import random
 import socket
 import statistics
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -23,37 +20,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
-from serve_harness import DEFAULT_IMAGE, start, wait_for_exit, wait_for_ping
-from serve_support import load_npy, make_tiny_model_dir, npy_bytes, png_bytes, random_image
+from tests.container.serve_harness import start, wait_for_exit, wait_for_ping
+from tests.integration.serve_support import load_npy, npy_bytes, png_bytes, random_image
 
 pytestmark = pytest.mark.container
-REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="session")
-def serve_image(request) -> str:
-    try:
-        return request.getfixturevalue("image")
-    except pytest.FixtureLookupError:
-        pass
-    import docker
-
-    tag = os.environ.get("SERVE_TEST_IMAGE", DEFAULT_IMAGE)
-    client = docker.from_env()
-    try:
-        client.images.get(tag)
-    except docker.errors.ImageNotFound:
-        client.images.build(path=str(REPO), tag=tag, buildargs={"BASE_IMAGE": "byoc-base:bookworm"})
-    return tag
+def serve_image(image) -> str:
+    return image
 
 
 @pytest.fixture(scope="session")
-def serve_model_dir(request, tmp_path_factory) -> Path:
-    try:
-        return Path(request.getfixturevalue("trained_model_dir"))
-    except pytest.FixtureLookupError:
-        return make_tiny_model_dir(tmp_path_factory.mktemp("serve-model"))
+def serve_model_dir(trained_model_dir) -> Path:
+    """The output of the image's real `train` (tiny model), served as SageMaker would mount it."""
+    return Path(trained_model_dir)
 
 
 @pytest.fixture(scope="session")

@@ -10,11 +10,18 @@ import random
 import numpy as np
 import pytest
 from PIL import Image
-from serve_support import jpeg_bytes, load_npy, make_tiny_model_dir, npy_bytes, png_bytes, random_image
 
 from serve.app import ServingModel, create_app
 from serve.predictor import Predictor
 from serve.settings import ServeSettings
+from tests.integration.serve_support import (
+    jpeg_bytes,
+    load_npy,
+    make_tiny_model_dir,
+    npy_bytes,
+    png_bytes,
+    random_image,
+)
 
 
 @pytest.fixture(scope="module")

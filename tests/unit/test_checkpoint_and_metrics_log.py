@@ -13,7 +13,7 @@ def test_checkpoints_keep_the_newest_and_resume_from_the_latest(tmp_path):
         manager.save({"step": step, "weights": torch.full((2,), float(step))})
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == ["checkpoint-step000000010.pt", "checkpoint-step000000015.pt"]
-    path, state = manager.latest()
+    _, state = manager.latest()
     assert state["step"] == 15 and torch.equal(state["weights"], torch.full((2,), 15.0))
 
 

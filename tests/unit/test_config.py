@@ -28,7 +28,9 @@ def test_json_quoted_values_from_the_sdk_are_unquoted():
     assert (config.learning_rate, config.precision, config.epochs) == (0.001, "bf16", 4)
 
 
-@pytest.mark.parametrize("text,expected", [("True", True), ("true", True), ("FALSE", False), ("0", False), (True, True)])
+@pytest.mark.parametrize(
+    "text,expected", [("True", True), ("true", True), ("FALSE", False), ("0", False), (True, True)]
+)
 def test_booleans_in_every_spelling_sagemaker_sends(text, expected):
     assert parse({"compile": text})[0].compile is expected
 

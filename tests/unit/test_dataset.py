@@ -34,7 +34,7 @@ def test_missing_normals_folder_is_named(tmp_path):
 def test_unmatched_stems_are_listed(tmp_path):
     write_sample(tmp_path, "a")
     (tmp_path / "images" / "lonely.png").write_bytes((tmp_path / "images" / "a.png").read_bytes())
-    with pytest.raises(DataFormatError, match="1 images without a normal map.*lonely"):
+    with pytest.raises(DataFormatError, match=r"1 images without a normal map.*lonely"):
         index_channel(tmp_path)
 
 
