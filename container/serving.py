@@ -4,9 +4,10 @@ Layout, from measurements on CPU (docs/perf-notes.md) and the SageMaker contract
 - gthread workers: many HTTP threads per worker, one inference thread. Request threads wait on the
   inference thread, so /ping is answered by a free HTTP thread while every worker is busy predicting.
 - The master imports torch/flask before forking (shared pages, faster worker boot) but touches no device:
-  each worker loads the model, picks its GPU round-robin or its share of CPU threads, warms up, then
-  flips /ping to 200. A worker that cannot load the model exits with gunicorn's boot-error code, which
-  halts the master: the container exits non-zero with the reason logged.
+  each worker loads the model, picks its GPU round-robin or its share of CPU threads and warms up before
+  it accepts its first connection, so /ping is only ever answered by a ready worker. A worker that
+  cannot load the model fails to boot, which halts the master: the container exits non-zero (3) with
+  the reason logged.
 - SIGTERM (SageMaker scale-in, then SIGKILL 30 s later): gunicorn stops accepting and lets in-flight
   requests finish within ``GRACEFUL_TIMEOUT_S``.
 """
@@ -19,7 +20,6 @@ import os
 import shutil
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -30,8 +30,8 @@ log = logging.getLogger("serve")
 
 #: Must be below SageMaker's 30 s SIGTERM->SIGKILL window, with room for the master to exit.
 GRACEFUL_TIMEOUT_S = 25
-#: gunicorn's exit code for "worker failed to boot": makes the master halt instead of respawning.
-WORKER_BOOT_ERROR = 3
+#: Longest a worker may take to load and warm the model before gunicorn's master kills it.
+WORKER_LOAD_TIMEOUT_S = 300
 #: Default CPU workers: 2 processes x 1 thread beat 1 x 2 on the measured 2-core CPU; capped so big
 #: hosts do not pay ~400 MB per extra worker for little gain.
 MAX_DEFAULT_CPU_WORKERS = 4
@@ -82,29 +82,23 @@ def torch_threads(settings: ServeSettings, workers: int, cpus: int) -> int:
     return settings.torch_threads or max(1, cpus // workers)
 
 
-def load_in_background(serving: Any, settings: ServeSettings, device: str, threads: int, metrics: Any) -> None:
-    """Load, warm and publish the model on a thread, so /ping answers 503 (not silence) meanwhile."""
+def load_predictor(settings: ServeSettings, device: str, threads: int, metrics: Any) -> tuple[Any, Any]:
+    """Load and warm the model in this worker; raise (the worker then fails to boot) if it cannot be loaded."""
+    from serve.app import make_batcher
+    from serve.predictor import Predictor
 
-    def run() -> None:
-        from serve.app import make_batcher
-        from serve.predictor import Predictor
-
-        start = time.perf_counter()
-        try:
-            predictor = Predictor.from_model_dir(
-                settings.model_dir, device=device, precision=settings.precision, cpu_threads=threads
-            )
-            batcher = make_batcher(predictor, settings, metrics)
-            warm = predictor.warm_up(batch_sizes=sorted({1, batcher.max_batch_size}))
-            serving.set_ready(predictor, batcher.start())
-        except Exception as exc:
-            serving.set_failed(str(exc))
-            log.error("cannot load the model from %s: %s", settings.model_dir, exc, exc_info=True)
-            logging.shutdown()
-            os._exit(WORKER_BOOT_ERROR)
-        log.info("model ready in %.2f s (warm-up %.2f s): %s", time.perf_counter() - start, warm, predictor.describe())
-
-    threading.Thread(target=run, name="model-loader", daemon=True).start()
+    start = time.perf_counter()
+    try:
+        predictor = Predictor.from_model_dir(
+            settings.model_dir, device=device, precision=settings.precision, cpu_threads=threads
+        )
+        batcher = make_batcher(predictor, settings, metrics)
+        warm = predictor.warm_up(batch_sizes=sorted({1, batcher.max_batch_size}))
+    except Exception as exc:
+        log.error("cannot load the model from %s: %s", settings.model_dir, exc)
+        raise
+    log.info("model ready in %.2f s (warm-up %.2f s): %s", time.perf_counter() - start, warm, predictor.describe())
+    return predictor, batcher.start()
 
 
 def gunicorn_options(settings: ServeSettings, workers: int) -> dict[str, Any]:
@@ -113,9 +107,10 @@ def gunicorn_options(settings: ServeSettings, workers: int) -> dict[str, Any]:
         "workers": workers,
         "worker_class": "gthread",
         "threads": settings.http_threads,
-        # gthread's timeout is a heartbeat of the worker's event loop (not per request): generous, so a
-        # long model load or a slow pass never gets a healthy worker killed. Requests time out in the app.
-        "timeout": int(settings.timeout_s) + 60,
+        # gthread's timeout is a heartbeat of the worker's event loop (not per request) that also bounds
+        # the model load: generous, so a big model never gets a healthy worker killed. Requests time out
+        # in the app (SAGEMAKER_MODEL_SERVER_TIMEOUT).
+        "timeout": max(int(settings.timeout_s) + 60, WORKER_LOAD_TIMEOUT_S),
         "graceful_timeout": GRACEFUL_TIMEOUT_S,
         # SageMaker keeps connections open between calls; closing them early only costs reconnects.
         "keepalive": 20,
@@ -180,6 +175,7 @@ def main(argv: list[str]) -> None:
 
     # Imported after PROMETHEUS_MULTIPROC_DIR is set; before forking so workers share the pages.
     from gunicorn.app.base import BaseApplication
+    from gunicorn.errors import HaltServer
     from prometheus_client import multiprocess
 
     from serve.app import ServingModel, create_app
@@ -207,11 +203,19 @@ def main(argv: list[str]) -> None:
             # worker.age counts spawned workers from 1: a replacement worker takes the next GPU in turn.
             self.worker_index = worker.age - 1
 
-        def load(self) -> Any:  # runs in each worker after fork
+        def load(self) -> Any:
+            # Runs in each worker after fork, before the worker accepts connections: a worker that is
+            # still loading never answers, so once /ping has said 200 it never says 503 for a sibling
+            # that is warming up (connections wait in the shared listen backlog for a ready worker).
             metrics = ServeMetrics()
-            serving = ServingModel()
             device = worker_device(settings, getattr(self, "worker_index", 0), gpus)
-            load_in_background(serving, settings, device, threads, metrics)
+            predictor, batcher = load_predictor(settings, device, threads, metrics)
+            serving = ServingModel()
+            serving.set_ready(predictor, batcher)
             return create_app(serving, settings, metrics)
 
-    Server().run()
+    try:
+        Server().run()
+    except HaltServer as exc:  # raised again while stopping when several workers fail to boot at once
+        log.error("serving stopped: %s", exc.reason)
+        sys.exit(exc.exit_status)
