@@ -37,11 +37,12 @@ def main() -> None:
     session = LocalSession()
     sm, runtime = session.sagemaker_client, session.sagemaker_runtime_client
     name = f"byoc-sdk-v3-{int(time.time())}"
-    sm.create_model(ModelName=name, PrimaryContainer={"Image": args.image, "ModelDataUrl": f"file://{model_tar}"})
+    sm.create_model(ModelName=name, PrimaryContainer={"Image": args.image, "ModelDataUrl": f"file://{model_tar}",
+                                                     "Environment": {}})  # the v3 local client requires the key
     sm.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[
         {"VariantName": "AllTraffic", "ModelName": name, "InitialInstanceCount": 1, "InstanceType": "local"}])
+    sm.create_endpoint(EndpointName=name, EndpointConfigName=name)  # returns once /ping answers 200
     try:
-        sm.create_endpoint(EndpointName=name, EndpointConfigName=name)  # returns once /ping answers 200
         resp = runtime.invoke_endpoint(EndpointName=name, Body=args.png.read_bytes(), ContentType="image/png",
                                        Accept="application/json")
         result["png_shape"] = check_png_answer(resp["Body"].read())
