@@ -192,8 +192,9 @@ def markdown_table(cls: type = TrainConfig) -> str:
     rows = ["| name | type | default | allowed | meaning |", "|---|---|---|---|---|"]
     for f in dataclasses.fields(cls):
         rule = f.metadata.get("rule", "") if f.metadata else ""
-        rows.append(f"| `{f.name}` | {_type_of(f).__name__} | `{f.default}` | {rule} | "
-                    f"{f.metadata.get('help', '') if f.metadata else ''} |")
+        text = f.metadata.get("help", "") if f.metadata else ""
+        cells = [f"`{f.name}`", _type_of(f).__name__, f"`{f.default}`", rule, text]
+        rows.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(rows)
 
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # From a bare Debian/Ubuntu machine (root, Python only) to a trained model, in one command:
 # Docker engine, base image (offline if no registry answers), wheelhouse, the CPU image, a synthetic
-# dataset in ./ml (a SageMaker-style /opt/ml tree), `docker run ... train`, and the result.
+# dataset in ./ml (a SageMaker-style /opt/ml tree), `docker run ... train`, the result, then
+# `docker run ... serve` and one prediction saved as a PNG normal map.
 #
 #   bash container/scripts/quickstart.sh            # IMAGE=byoc:latest ML_DIR=./ml EPOCHS=8
 set -euo pipefail
@@ -44,3 +45,17 @@ m = json.load(open("/opt/ml/output/data/metrics.json"))["final_metrics"]
 print("validation mean angular error %.1f deg, median %.1f deg, within 22.5 deg %.0f%%" % (
     m["validation:mean_angular_error"], m["validation:median_angular_error"], 100 * m["validation:within_22.5deg"]))'
 echo "panels (input | truth | prediction): $ml/output/data/panel_*.png"
+
+echo "==> docker run -p 8080:8080 $image serve, then POST a validation image to /invocations"
+port=${PORT:-8080}
+cid=$(docker run -d --rm -p "127.0.0.1:$port:8080" -v "$ml/model:/opt/ml/model:ro" "$image" serve)
+trap 'docker stop -t 30 "$cid" >/dev/null 2>&1 || true' EXIT
+for _ in $(seq 1 120); do
+  if curl -fs "http://127.0.0.1:$port/ping" >/dev/null; then break; fi
+  sleep 0.5
+done
+curl -fs "http://127.0.0.1:$port/ping" >/dev/null || { docker logs "$cid"; echo "error: /ping never answered 200" >&2; exit 1; }
+sample=$(ls "$ml/input/data/validation/images/" | head -n 1)
+curl -fsS --data-binary "@$ml/input/data/validation/images/$sample" -H 'Content-Type: image/png' \
+  -H 'Accept: image/png' "http://127.0.0.1:$port/invocations" -o "$ml/normals.png"
+echo "==> predicted normal map of $sample: $ml/normals.png (input: $ml/input/data/validation/images/$sample)"

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
 class UNetConfig:
-    #: Channels of the first level; each level down doubles them.
-    base_channels: int = 32
-    #: Number of 2x down-sampling steps; inputs are padded to a multiple of 2**depth.
-    depth: int = 4
+    base_channels: int = field(default=32, metadata={
+        "help": "U-Net width: channels of the first level, doubled at each level down.", "rule": "1..256"})
+    depth: int = field(default=4, metadata={
+        "help": "U-Net levels (2x down-sampling steps); inputs are padded to a multiple of 2**depth.", "rule": "1..6"})
 
     def __post_init__(self) -> None:
         if not 1 <= self.base_channels <= 256:

@@ -85,3 +85,14 @@ def test_config_module_does_not_need_torch():
     # Launchers validate hyperparameters on laptops without torch.
     code = "import sys, train.config, model.normals.config; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_readme_documents_every_hyperparameter_as_the_code_defines_it():
+    from pathlib import Path
+
+    from model.normals.config import UNetConfig
+    from train.config import markdown_table
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert markdown_table(TrainConfig) in readme
+    assert markdown_table(UNetConfig) in readme
