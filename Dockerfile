@@ -29,7 +29,11 @@ RUN set -eu; \
         /opt/venv/bin/pip install --upgrade pip wheel; \
         /opt/venv/bin/pip install $index -r /tmp/requirements.txt; \
     fi; \
-    /opt/venv/bin/python -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"; \
+    # A wheelhouse built for the other variant would silently give the wrong torch: refuse it.
+    /opt/venv/bin/python -c "import sys, torch; cuda = torch.version.cuda; \
+print('torch', torch.__version__, 'cuda', cuda); \
+sys.exit(0 if (cuda is None) == ('$VARIANT' == 'cpu') else \
+'VARIANT=$VARIANT but torch ' + torch.__version__ + ' was installed: rebuild the wheelhouse for this variant')"; \
     # Test suites and the pip/setuptools bootstrap are dead weight in a runtime image.
     find /opt/venv -depth -type d \( -name tests -o -name test \) -path '*site-packages/*' \
         -not -path '*/torch/*' -exec rm -rf {} +; \

@@ -45,7 +45,7 @@ def test_no_command_means_train(docker_client, image, synthetic_channel, tmp_pat
 def test_bad_hyperparameter_fails_with_an_actionable_reason(docker_client, image, synthetic_channel, tmp_path):
     tree = make_tree(tmp_path / "ml", {**TINY_HYPERPARAMETERS, "epochs": "many"}, {"train": synthetic_channel})
     code, logs = finish(start(docker_client, image, tree))
-    assert code == 1
+    assert code == 1, logs
     reason = tree.failure.read_text()
     first = reason.splitlines()[0]
     assert first.startswith("UserError: hyperparameter 'epochs' has the bad value 'many'")
