@@ -34,10 +34,16 @@ RUN set -eu; \
 print('torch', torch.__version__, 'cuda', cuda); \
 sys.exit(0 if (cuda is None) == ('$VARIANT' == 'cpu') else \
 'VARIANT=$VARIANT but torch ' + torch.__version__ + ' was installed: rebuild the wheelhouse for this variant')"; \
-    # Test suites and the pip/setuptools bootstrap are dead weight in a runtime image.
-    find /opt/venv -depth -type d \( -name tests -o -name test \) -path '*site-packages/*' \
-        -not -path '*/torch/*' -exec rm -rf {} +; \
-    rm -rf /opt/venv/lib/python3*/site-packages/pip /opt/venv/lib/python3*/site-packages/setuptools
+    # Image size is a feature. scipy (110 MB) comes with sagemaker-training only for its serving-side
+    # encoders; the training path we use never imports it (tests/container check that train works).
+    /opt/venv/bin/pip uninstall -y -q scipy; \
+    site=$(echo /opt/venv/lib/python3*/site-packages); \
+    # torch's C++ test binaries/libraries and protoc, test suites, and the pip bootstrap are dead weight.
+    find "$site/torch/bin" -type f ! -name torch_shm_manager -delete; \
+    rm -f "$site"/torch/lib/lib*test*.so "$site"/torch/lib/libbackend_with_compiler.so \
+        "$site"/torch/lib/libaoti_custom_ops.so; \
+    find "$site" -depth -type d \( -name tests -o -name test \) -not -path '*/torch/*' -exec rm -rf {} +; \
+    rm -rf "$site/pip" "$site/setuptools"
 
 # ---- stage 2: the runtime image ----
 FROM ${BASE_IMAGE}

@@ -21,7 +21,7 @@ from model.normals.synthetic import write_dataset
 from model.runtime import select_runtime
 from train.config import parse_hyperparameters
 from train.data import EpochSampler, make_loader
-from train.loop import TrainJob, Trainer, TrainPaths
+from train.loop import Trainer, TrainJob, TrainPaths
 
 
 def hyperparameters(args) -> dict[str, str]:
