@@ -74,6 +74,20 @@ class ModelFamily(ABC):
         the dataset gets the epoch through ``set_epoch`` when it has one.
         """
 
+    #: Pipe-mode record format, for error messages and docs (None: this family cannot read Pipe channels).
+    record_format: ClassVar[str | None] = None
+
+    def sample_from_record(self, files: Mapping[str, bytes], key: str, *, image_size: int, augment: bool,
+                           seed: int, epoch: int, index: int) -> Batch:
+        """Optional, for Pipe input mode: one item (like ``dataset(...)[index]``) from a streamed record.
+
+        A record is the group of consecutive tar members sharing ``key`` (the member path up to the first
+        dot of its file name); ``files`` maps the rest of each name (``"png"``, ``"normals.png"``...) to its
+        bytes. Augmentation must be a pure function of (seed, epoch, index) as in ``dataset``. Families
+        that do not override this simply cannot train from Pipe channels (File/FastFile still work).
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not read Pipe-mode records")
+
     # -- objective -----------------------------------------------------------------------------
     @abstractmethod
     def loss(self, outputs: torch.Tensor, batch: Batch) -> torch.Tensor: ...

@@ -69,13 +69,16 @@ class EpochSampler(Sampler[int]):
     """A seeded permutation per epoch, sharded across ranks, optionally skipping samples already seen.
 
     Every rank computes the same permutation and takes every world_size-th index (padding by wrapping
-    so all ranks run the same number of steps, which DDP requires).
+    so all ranks run the same number of steps, which DDP requires). ``per_rank`` fixes how many indices
+    each rank yields (default ``ceil(length / world_size)``): with host-local shards (ShardedByS3Key) the
+    hosts hold different amounts of data, and every rank pads to the global maximum.
     """
 
     def __init__(self, length: int, *, seed: int, epoch: int, shuffle: bool, rank: int = 0,
-                 world_size: int = 1, skip: int = 0) -> None:
+                 world_size: int = 1, skip: int = 0, per_rank: int | None = None) -> None:
         self.length, self.seed, self.epoch, self.shuffle = length, seed, epoch, shuffle
         self.rank, self.world_size, self.skip = rank, world_size, skip
+        self.per_rank = per_rank
 
     def _indices(self) -> list[int]:
         if self.shuffle:
@@ -83,8 +86,10 @@ class EpochSampler(Sampler[int]):
             order = torch.randperm(self.length, generator=generator).tolist()
         else:
             order = list(range(self.length))
-        per_rank = math.ceil(self.length / self.world_size)
-        padded = (order * math.ceil(per_rank * self.world_size / max(self.length, 1)))[: per_rank * self.world_size]
+        per_rank = math.ceil(self.length / self.world_size) if self.per_rank is None else self.per_rank
+        if not order:
+            return []
+        padded = (order * math.ceil(per_rank * self.world_size / len(order)))[: per_rank * self.world_size]
         return padded[self.rank :: self.world_size][self.skip :]
 
     def __iter__(self) -> Iterator[int]:

@@ -19,6 +19,9 @@ class Dist:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    #: Processes on this host (torchrun's LOCAL_WORLD_SIZE). Host-local data (ShardedByS3Key channels,
+    #: Pipe streams) is split across the host's processes only; replicated data across the whole world.
+    local_world_size: int = 1
 
     @property
     def is_main(self) -> bool:
@@ -33,6 +36,14 @@ class Dist:
             torch_dist.all_reduce(tensor, op=torch_dist.ReduceOp.SUM)
         return tensor
 
+    def all_reduce_max(self, value: int, device: torch.device) -> int:
+        """The largest ``value`` over all ranks (e.g. steps per epoch when hosts hold unequal shards)."""
+        if not self.enabled:
+            return value
+        t = torch.tensor([float(value)], dtype=torch.float64, device=device)
+        torch_dist.all_reduce(t, op=torch_dist.ReduceOp.MAX)
+        return int(t.item())
+
     def any(self, flag: bool, device: torch.device) -> bool:
         """True on every rank if it is true on any rank (so all ranks stop at the same step)."""
         if not self.enabled:
@@ -46,18 +57,29 @@ class Dist:
             torch_dist.barrier()
 
 
-def init_from_env(timeout_s: float = 600.0) -> Dist:
+#: A rank blocked in one collective (all_reduce, barrier) longer than this fails instead of hanging; the
+#: usual cause is a peer that died or stalled. Env BYOC_COLLECTIVE_TIMEOUT_S overrides it.
+DEFAULT_COLLECTIVE_TIMEOUT_S = 1800.0
+
+
+def collective_timeout_s() -> float:
+    return float(os.environ.get("BYOC_COLLECTIVE_TIMEOUT_S", DEFAULT_COLLECTIVE_TIMEOUT_S))
+
+
+def init_from_env(timeout_s: float | None = None) -> Dist:
     """Join the process group torchrun prepared, if any (NCCL on GPUs, gloo on CPU)."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size <= 1:
         return Dist()
+    timeout_s = collective_timeout_s() if timeout_s is None else timeout_s
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    local_world_size = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
     backend = "nccl" if torch.cuda.is_available() else "gloo"
     if backend == "nccl":
         torch.cuda.set_device(local_rank)
     if not torch_dist.is_initialized():
         torch_dist.init_process_group(backend=backend, timeout=timedelta(seconds=timeout_s))
-    return Dist(rank=rank, world_size=world_size, local_rank=local_rank)
+    return Dist(rank=rank, world_size=world_size, local_rank=local_rank, local_world_size=local_world_size)
 
 
 def shutdown(dist: Dist) -> None:

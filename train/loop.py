@@ -6,6 +6,7 @@ import dataclasses
 import json
 import logging
 import math
+import shutil
 import threading
 import time
 from dataclasses import dataclass, field
@@ -24,9 +25,10 @@ from model.runtime import Runtime
 from train import metrics_log
 from train.checkpoint import CheckpointManager
 from train.config import TrainConfig
-from train.data import EpochSampler, Splits, load_splits, make_loader, per_rank_length
+from train.data import EpochSampler, Splits, load_splits, make_loader
 from train.distributed import Dist
 from train.errors import TrainingStopped, UserError
+from train.stream import PipeChannel, Record, RecordDataset, StreamDataset, read_all
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,10 @@ class TrainPaths:
     model_dir: Path
     output_data_dir: Path
     checkpoint_dir: Path
+    #: Channels with S3DistributionType ShardedByS3Key: each host holds only its own part.
+    sharded: frozenset[str] = frozenset()
+    #: Channels in Pipe input mode: ``channels[name]_<n>`` are FIFOs, one per pass (train/stream.py).
+    pipe: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -51,18 +57,35 @@ class TrainJob:
     stop: threading.Event = field(default_factory=threading.Event)
 
 
-def _lr_lambda(config: TrainConfig, total_steps: int):
-    warmup = max(1, int(0.03 * total_steps))
+#: Pipe mode does not know the epoch length before the first pass ends: until then a short warm-up and
+#: the peak rate; afterwards the usual schedule over (first pass's steps x epochs).
+STREAM_WARMUP_STEPS = 20
 
+
+def _lr_lambda(config: TrainConfig, total_steps):
     def factor(step: int) -> float:
+        total = total_steps() if callable(total_steps) else total_steps
+        if not total:
+            return min(1.0, (step + 1) / STREAM_WARMUP_STEPS)
+        warmup = max(1, int(0.03 * total))
         if step < warmup:
             return (step + 1) / warmup
         if config.lr_schedule == "constant":
             return 1.0
-        progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
         return 0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * progress))
 
     return factor
+
+
+def _require_compiler() -> None:
+    # Inductor generates C++ (CPU) or Triton kernels with a C launcher (GPU): both need a compiler,
+    # which the slim runtime image does not carry. Fail before training, not at the first step.
+    if not any(shutil.which(cc) for cc in ("cc", "gcc", "g++", "clang")):
+        raise UserError(
+            "compile=true needs a C/C++ compiler for torch.compile, and none is installed in this image",
+            "set compile=false, or add `apt-get install -y g++` to the Dockerfile's runtime stage",
+        )
 
 
 def _to_device(batch: dict[str, torch.Tensor], runtime: Runtime) -> dict[str, torch.Tensor]:
@@ -79,8 +102,12 @@ class Trainer:
     def __init__(self, job: TrainJob) -> None:
         self.job = job
         c, rt = job.config, job.runtime
-        self.splits: Splits = load_splits(job.family, job.paths.channels, c)
-        if not self.splits.train:
+        self.streaming = "train" in job.paths.pipe
+        if self.streaming and job.dist.local_world_size > 1:
+            raise UserError("a Pipe-mode train channel is read by one process per host, but this host runs "
+                            f"{job.dist.local_world_size}", "unset BYOC_PROCESSES_PER_HOST or use File/FastFile mode")
+        self.splits: Splits = self._load_splits()
+        if not self.splits.train and not self.streaming:
             raise UserError("the training split is empty after holding out validation data",
                             "add training samples or lower validation_fraction")
         torch.manual_seed(c.seed)  # same initial weights on every rank and every retry
@@ -89,9 +116,13 @@ class Trainer:
             self.raw_model = self.raw_model.to(memory_format=torch.channels_last)
         self.optimizer = torch.optim.AdamW(self.raw_model.parameters(), lr=c.learning_rate,
                                            weight_decay=c.weight_decay)
-        self.steps_per_epoch = math.ceil(per_rank_length(len(self.splits.train), job.dist.world_size) / c.batch_size)
+        # Samples per rank and epoch: the same on every rank (DDP needs equal step counts), the largest
+        # any rank needs when hosts hold shards of different sizes; smaller shards wrap around.
+        _, world = self._shard_of("train")
+        self.per_rank = job.dist.all_reduce_max(math.ceil(len(self.splits.train) / world), rt.device)
+        self.steps_per_epoch = 0 if self.streaming else math.ceil(self.per_rank / c.batch_size)
         self.total_steps = self.steps_per_epoch * c.epochs
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _lr_lambda(c, self.total_steps))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _lr_lambda(c, lambda: self.total_steps))
         self.scaler = torch.amp.GradScaler(rt.device.type, enabled=rt.needs_grad_scaler)
         self.checkpoints = CheckpointManager(job.paths.checkpoint_dir, c.keep_checkpoints)
         self.step = 0
@@ -103,9 +134,70 @@ class Trainer:
         if job.dist.enabled:
             ids = [rt.device.index] if rt.is_cuda else None
             model = DistributedDataParallel(model, device_ids=ids)
+        if c.compile:
+            _require_compiler()
         self.model = torch.compile(model) if c.compile else model
-        self.train_data = job.family.dataset(self.splits.train, image_size=c.image_size, augment=c.augment,
-                                             seed=c.seed)
+        if self.streaming:
+            self.train_data = StreamDataset(
+                job.family, PipeChannel(job.paths.channels["train"]), shard=self._pipe_shard("train"),
+                image_size=c.image_size, augment=c.augment, seed=c.seed,
+                validation_fraction=0.0 if self.splits.validation_source == "channel" else c.validation_fraction)
+        else:
+            self.train_data = job.family.dataset(self.splits.train, image_size=c.image_size, augment=c.augment,
+                                                 seed=c.seed)
+
+    # -- data scope ----------------------------------------------------------------------------
+    def _shard_of(self, channel: str) -> tuple[int, int]:
+        """(rank, world) to split a channel's local samples over: the host's processes for host-local data
+        (ShardedByS3Key, or a Pipe stream already split by host), all processes for replicated data."""
+        d, paths = self.job.dist, self.job.paths
+        if channel in paths.sharded or channel in paths.pipe:
+            return d.local_rank, d.local_world_size
+        return d.rank, d.world_size
+
+    def _load_splits(self) -> Splits:
+        job, c = self.job, self.job.config
+        channels, pipe = job.paths.channels, job.paths.pipe
+        if pipe and job.family.record_format is None:
+            raise UserError(f"channel(s) {sorted(pipe)} use Pipe input mode, which the model family "
+                            f"{family_path(job.family)} cannot read", "use File or FastFile input mode")
+        for name in pipe - {"train"}:  # non-train Pipe channels are small: one pass into memory
+            if self.job.dist.local_world_size > 1:
+                raise UserError(f"Pipe-mode channel {name!r} is read by one process per host, but this host runs "
+                                f"{job.dist.local_world_size}", "use File/FastFile mode or one process per host")
+        piped = {name: read_all(PipeChannel(channels[name]), self._pipe_shard(name))
+                 for name in sorted(pipe - {"train"})}
+        files = {k: v for k, v in channels.items() if k not in pipe}
+        if "train" in pipe:
+            validation = piped.get("validation")
+            if validation is None and "validation" in files:
+                validation = list(load_splits(job.family, {"train": files["validation"]},
+                                              dataclasses.replace(c, validation_fraction=0.0)).train)
+            test = piped.get("test")
+            if test is None and "test" in files:
+                test = list(load_splits(job.family, {"train": files["test"]},
+                                        dataclasses.replace(c, validation_fraction=0.0)).train)
+            source = "channel" if validation is not None else (
+                f"held out {c.validation_fraction:g} of the stream by key" if c.validation_fraction > 0 else "none")
+            return Splits([], validation or [], test or [], source)
+        config = dataclasses.replace(c, validation_fraction=0.0) if "validation" in piped else c
+        splits = load_splits(job.family, files, config)
+        if piped:
+            splits = dataclasses.replace(
+                splits, validation=piped.get("validation", splits.validation), test=piped.get("test", splits.test),
+                validation_source="channel" if "validation" in piped else splits.validation_source)
+        return splits
+
+    def _pipe_shard(self, channel: str) -> tuple[int, int]:
+        """Which records of a pass this host keeps: its share of a replicated stream, all of its own shard."""
+        d = self.job.dist
+        if channel in self.job.paths.sharded:
+            return 0, 1
+        return d.rank // max(d.local_world_size, 1), max(d.world_size // max(d.local_world_size, 1), 1)
+
+    def _anywhere(self, samples) -> bool:
+        """Whether any rank has samples (hosts with shards may differ; all must take the same branch)."""
+        return self.job.dist.any(bool(samples), self.job.runtime.device)
 
     # -- checkpoints ---------------------------------------------------------------------------
     def _identity(self) -> dict[str, Any]:
@@ -117,6 +209,7 @@ class Trainer:
             "step": self.step,
             "epoch": self.epoch,
             "samples_in_epoch": self.samples_in_epoch,
+            "steps_per_epoch": self.steps_per_epoch,
             "world_size": self.job.dist.world_size,
             "batch_size": self.job.config.batch_size,
             "epoch_loss": self.epoch_loss.clone(),
@@ -149,6 +242,9 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         self.step, self.epoch = int(state["step"]), int(state["epoch"])
+        if self.streaming and state.get("steps_per_epoch"):
+            self.steps_per_epoch = int(state["steps_per_epoch"])
+            self.total_steps = self.steps_per_epoch * self.job.config.epochs
         self.history = json.loads(state["history"])
         same_layout = (state["world_size"], state["batch_size"]) == (self.job.dist.world_size,
                                                                      self.job.config.batch_size)
@@ -174,16 +270,28 @@ class Trainer:
 
     def train_epoch(self) -> float:
         job, c, rt = self.job, self.job.config, self.job.runtime
-        if hasattr(self.train_data, "set_epoch"):
-            self.train_data.set_epoch(self.epoch)
-        sampler = EpochSampler(len(self.splits.train), seed=c.seed, epoch=self.epoch, shuffle=True,
-                               rank=job.dist.rank, world_size=job.dist.world_size, skip=self.samples_in_epoch)
-        loader = make_loader(self.train_data, sampler, c.batch_size, c, pin=rt.is_cuda)
+        if self.streaming:
+            self.train_data.set_epoch(self.epoch, skip=self.samples_in_epoch)
+            # A FIFO has one reader: records are decoded in this process, no loader workers.
+            loader = torch.utils.data.DataLoader(self.train_data, batch_size=c.batch_size, num_workers=0,
+                                                 pin_memory=rt.is_cuda)
+        else:
+            if hasattr(self.train_data, "set_epoch"):
+                self.train_data.set_epoch(self.epoch)
+            rank, world = self._shard_of("train")
+            sampler = EpochSampler(len(self.splits.train), seed=c.seed, epoch=self.epoch, shuffle=True, rank=rank,
+                                   world_size=world, skip=self.samples_in_epoch, per_rank=self.per_rank)
+            loader = make_loader(self.train_data, sampler, c.batch_size, c, pin=rt.is_cuda)
         self.model.train()
         window_loss = torch.zeros((), device=rt.device)
         window_start, window_images, window_steps = time.perf_counter(), 0, 0
         epoch_start, epoch_images = time.perf_counter(), 0
-        for batch in loader:
+        batches = iter(loader)
+        while True:
+            batch = next(batches, None)
+            # Streams of different lengths: the epoch ends for every rank when the first one runs dry.
+            if (job.dist.any(batch is None, rt.device) if self.streaming else batch is None):
+                break
             self._check_stop()
             batch = _to_device(batch, rt)
             with rt.autocast():
@@ -209,6 +317,7 @@ class Trainer:
                 self._fold_window(window_loss, window_images)
                 window_loss, window_images = torch.zeros((), device=rt.device), 0
                 self.save_checkpoint()
+        del batches  # closes a Pipe stream that other ranks' shorter streams cut short
         self._fold_window(window_loss, window_images)
         if rt.is_cuda:
             torch.cuda.synchronize()
@@ -222,7 +331,7 @@ class Trainer:
         loss_value = float(window_loss) / max(images, 1)  # one device sync per log line, not per step
         self._fold_window(window_loss, images)
         rate = images * self.job.dist.world_size / max(time.perf_counter() - start, 1e-9)
-        remaining = (self.total_steps - self.step) * self.job.config.batch_size * self.job.dist.world_size / rate
+        remaining = max(self.total_steps - self.step, 0) * self.job.config.batch_size * self.job.dist.world_size / rate
         if self.job.dist.is_main:
             log.info(
                 "step %d/%d epoch %d/%d loss %.4f lr %.2e images/s %.1f eta %s",
@@ -233,18 +342,25 @@ class Trainer:
     @torch.inference_mode()
     def evaluate(self, samples, split: str, panels: int = 0) -> tuple[dict[str, float], list]:
         job, c, rt = self.job, self.job.config, self.job.runtime
-        dataset = job.family.dataset(samples, image_size=c.image_size, augment=False, seed=c.seed)
-        sampler = EpochSampler(len(samples), seed=c.seed, epoch=0, shuffle=False, rank=job.dist.rank,
-                               world_size=job.dist.world_size)
+        if samples and isinstance(samples[0], Record):
+            dataset = RecordDataset(job.family, list(samples), image_size=c.image_size, seed=c.seed)
+        else:
+            dataset = job.family.dataset(samples, image_size=c.image_size, augment=False, seed=c.seed)
+        channel = split if split == "test" or self.splits.validation_source == "channel" else "train"
+        rank, world = self._shard_of(channel)
+        sampler = EpochSampler(len(samples), seed=c.seed, epoch=0, shuffle=False, rank=rank, world_size=world)
         loader = make_loader(dataset, sampler, c.batch_size, c, pin=rt.is_cuda)
-        self.model.eval()
+        # The bare network, not the DDP wrapper: ranks may hold different numbers of evaluation batches
+        # (host-local shards), and DDP's forward would broadcast BatchNorm buffers collectively.
+        model = self.raw_model if job.dist.enabled else self.model
+        model.eval()
         metrics = job.family.metrics()
         loss_sum = torch.zeros(2, dtype=torch.float64)
         pictures = []
         for batch in loader:
             batch = _to_device(batch, rt)
             with rt.autocast():
-                outputs = self.model(batch["input"])
+                outputs = model(batch["input"])
                 loss = job.family.loss(outputs, batch)
             n = batch["input"].shape[0]
             loss_sum += torch.tensor([float(loss) * n, n], dtype=torch.float64)
@@ -261,14 +377,28 @@ class Trainer:
         job, c = self.job, self.job.config
         resumed = self.resume()
         if job.dist.is_main:
-            log.info("%s; train=%d validation=%d (%s) test=%d; %d steps/epoch x %d epochs; resumed=%s",
-                     job.runtime.describe(), len(self.splits.train), len(self.splits.validation),
-                     self.splits.validation_source, len(self.splits.test), self.steps_per_epoch, c.epochs, resumed)
+            log.info("%s; world size %d; train=%s validation=%d (%s) test=%d on this host; %s steps/epoch x %d "
+                     "epochs; resumed=%s", job.runtime.describe(), job.dist.world_size,
+                     "Pipe stream" if self.streaming else len(self.splits.train), len(self.splits.validation),
+                     self.splits.validation_source, len(self.splits.test), self.steps_per_epoch or "?", c.epochs,
+                     resumed)
         while self.epoch < c.epochs:
+            start_step, whole_epoch = self.step, self.samples_in_epoch == 0
             rate = self.train_epoch()
+            if self.streaming:
+                if not self.total_steps and whole_epoch:
+                    self.steps_per_epoch = self.step - start_step  # equal on all ranks (see train_epoch)
+                    self.total_steps = self.steps_per_epoch * c.epochs
+                    log.info("Pipe stream: %d steps per epoch; learning-rate schedule over %d steps",
+                             self.steps_per_epoch, self.total_steps)
+                if self.splits.validation_source.startswith("held out"):
+                    self.splits = dataclasses.replace(self.splits, validation=self.train_data.held_out)
+                if self.step == start_step and whole_epoch and not self.job.dist.enabled:
+                    raise UserError("the Pipe-mode train stream held no training records",
+                                    "check the channel's S3 prefix and the record format in the README")
             reduced = job.dist.all_reduce_sum(self.epoch_loss.to(job.runtime.device)).cpu()
             epoch_metrics = {"train:loss": float(reduced[0] / max(reduced[1], 1)), "train:images_per_second": rate}
-            if self.splits.validation:
+            if self._anywhere(self.splits.validation):
                 epoch_metrics.update(self.evaluate(self.splits.validation, "validation")[0])
             if job.dist.is_main:
                 metrics_log.emit(self.epoch + 1, epoch_metrics)
@@ -283,9 +413,9 @@ class Trainer:
         job, c = self.job, self.job.config
         final: dict[str, float] = {}
         panels: list = []
-        if self.splits.validation:
+        if self._anywhere(self.splits.validation):
             final, panels = self.evaluate(self.splits.validation, "validation", panels=c.panels)
-        if self.splits.test:
+        if self._anywhere(self.splits.test):
             test_metrics, _ = self.evaluate(self.splits.test, "test")
             final.update(test_metrics)
             if job.dist.is_main:

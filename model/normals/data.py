@@ -114,18 +114,55 @@ class NormalsDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         image, normals, valid = load_sample(self.samples[index])
-        # Augmentation is a pure function of (seed, epoch, index): resumed runs and any number of
-        # loader workers see exactly the same crops and flips.
-        rng = np.random.default_rng([self.seed, self.epoch, index])
-        img = torch.from_numpy(image).permute(2, 0, 1).float().div_(255.0)
-        nrm = torch.from_numpy(normals).permute(2, 0, 1)
-        val = torch.from_numpy(valid)[None].float()
-        img, nrm, val = _resize_shorter_side(img, nrm, val, self.image_size)
-        img, nrm, val = _crop(img, nrm, val, self.image_size, rng if self.augment else None)
-        if self.augment and rng.random() < 0.5:
-            img, nrm, val = img.flip(-1), nrm.flip(-1), val.flip(-1)
-            nrm = nrm * torch.tensor([-1.0, 1.0, 1.0]).view(3, 1, 1)
-        return {"input": normalize_input(img), "normals": nrm.contiguous(), "valid": val.bool()}
+        return make_item(image, normals, valid, self.image_size, self.augment, self.seed, self.epoch, index)
+
+
+#: Pipe-mode records: tar members ``<key>.png|jpg|jpeg`` (image), ``<key>.normals.png``, optional
+#: ``<key>.mask.png``, consecutive per key. Same pixel encodings as the File-mode folders.
+RECORD_FORMAT = "tar stream of <key>.png|jpg|jpeg + <key>.normals.png (+ optional <key>.mask.png)"
+
+
+def sample_from_record(files: dict[str, bytes], key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(image, normals, valid) of one streamed record; DataFormatError names the record and what is wrong."""
+    import io
+
+    from model.normals.encoding import decode_normals_png
+
+    images = [name for name in files if name.lower() in ("png", "jpg", "jpeg")]
+    if len(images) != 1 or "normals.png" not in files:
+        raise DataFormatError(f"record {key!r} has members {sorted(files)}; expected one of png|jpg|jpeg, "
+                              f"normals.png and optionally mask.png ({RECORD_FORMAT})")
+    try:
+        image = read_rgb(io.BytesIO(files[images[0]]))
+        normals, valid = decode_normals_png(files["normals.png"])
+        if "mask.png" in files:
+            mask = read_mask(io.BytesIO(files["mask.png"]))
+            if mask.shape != valid.shape:
+                raise DataFormatError(f"record {key!r}: mask size differs from its image")
+            valid &= mask
+    except DataFormatError:
+        raise
+    except Exception as exc:
+        raise DataFormatError(f"record {key!r}: cannot decode ({exc})") from exc
+    if normals.shape[:2] != image.shape[:2]:
+        raise DataFormatError(f"record {key!r}: normal map size differs from its image")
+    return image, normals, valid
+
+
+def make_item(image: np.ndarray, normals: np.ndarray, valid: np.ndarray, image_size: int, augment: bool,
+              seed: int, epoch: int, index: int) -> dict[str, torch.Tensor]:
+    # Augmentation is a pure function of (seed, epoch, index): resumed runs and any number of
+    # loader workers see exactly the same crops and flips.
+    rng = np.random.default_rng([seed, epoch, index])
+    img = torch.from_numpy(image).permute(2, 0, 1).float().div_(255.0)
+    nrm = torch.from_numpy(normals).permute(2, 0, 1)
+    val = torch.from_numpy(valid)[None].float()
+    img, nrm, val = _resize_shorter_side(img, nrm, val, image_size)
+    img, nrm, val = _crop(img, nrm, val, image_size, rng if augment else None)
+    if augment and rng.random() < 0.5:
+        img, nrm, val = img.flip(-1), nrm.flip(-1), val.flip(-1)
+        nrm = nrm * torch.tensor([-1.0, 1.0, 1.0]).view(3, 1, 1)
+    return {"input": normalize_input(img), "normals": nrm.contiguous(), "valid": val.bool()}
 
 
 def _resize_shorter_side(img, nrm, val, size: int):

@@ -14,7 +14,17 @@ from torch.utils.data import Dataset
 
 from model.family import Batch, ModelFamily
 from model.normals.config import UNetConfig
-from model.normals.data import INPUT_MEAN, INPUT_STD, NormalsDataset, Sample, index_channel, normalize_input
+from model.normals.data import (
+    INPUT_MEAN,
+    INPUT_STD,
+    RECORD_FORMAT,
+    NormalsDataset,
+    Sample,
+    index_channel,
+    make_item,
+    normalize_input,
+    sample_from_record,
+)
 from model.normals.encoding import normals_to_rgb
 from model.normals.network import UNet
 from model.normals.objective import AngularMetrics, cosine_loss
@@ -41,6 +51,13 @@ class SurfaceNormals(ModelFamily):
 
     def dataset(self, samples: Sequence[Sample], *, image_size: int, augment: bool, seed: int) -> Dataset:
         return NormalsDataset(samples, image_size=image_size, augment=augment, seed=seed)
+
+    record_format = RECORD_FORMAT
+
+    def sample_from_record(self, files: Mapping[str, bytes], key: str, *, image_size: int, augment: bool,
+                           seed: int, epoch: int, index: int) -> Batch:
+        image, normals, valid = sample_from_record(dict(files), key)
+        return make_item(image, normals, valid, image_size, augment, seed, epoch, index)
 
     def loss(self, outputs: torch.Tensor, batch: Batch) -> torch.Tensor:
         return cosine_loss(outputs, batch["normals"], batch["valid"])
