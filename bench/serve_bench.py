@@ -7,7 +7,7 @@
 2. Cold start: ``docker run`` -> first 200 from /ping (median of --cold-runs).
 3. The served container: req/s, p50, p99 at each concurrency for 256x256 PNG and npy bodies, /ping p99
    while concurrency 16 saturates the workers, and served/ceiling at the highest concurrency.
-Without --model-dir it serves an untrained default-size U-Net (same compute as a trained one).
+Without --model-dir it serves an untrained U-Net of --base-channels (same compute as a trained one).
 """
 
 from __future__ import annotations
@@ -175,6 +175,7 @@ def main() -> None:
     ap.add_argument("--image", default="byoc:serve-dev")
     ap.add_argument("--model-dir", type=Path)
     ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--base-channels", type=int, default=16, help="U-Net width when no --model-dir is given")
     ap.add_argument("--concurrency", default="1,4,16")
     ap.add_argument("--requests", type=int, default=64, help="requests per (type, concurrency) level")
     ap.add_argument("--ceiling-seconds", type=float, default=8.0)
@@ -195,7 +196,8 @@ def main() -> None:
         from model.normals.family import SurfaceNormals
 
         model_dir = Path(tempfile.mkdtemp(prefix="bench-model-"))
-        fam, cfg = SurfaceNormals(), UNetConfig()
+        # base 16, depth 4: the ~1.8 M-parameter U-Net that docs/perf-notes.md measured.
+        fam, cfg = SurfaceNormals(), UNetConfig(base_channels=args.base_channels, depth=4)
         save_model_dir(model_dir, fam, cfg, fam.build(cfg), fam.preprocessing(cfg, args.size))
     model_dir = model_dir.resolve()
     env = dict(kv.split("=", 1) for kv in args.env)

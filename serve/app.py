@@ -169,10 +169,12 @@ def create_app(
     @app.post("/invocations")
     def invocations() -> Response:
         loaded = serving.get()
+        # The body is read before any header is judged: a client that sends it all before reading the
+        # answer then gets the 415/406 rather than a broken pipe.
+        body = _read_body(settings.max_payload_bytes)
         decoder, media = codecs.decoder_for(request.headers.get("Content-Type"))
         accept = codecs.parse_accept(request.headers.get("Accept"))
         codecs.check_acceptable(accept)
-        body = _read_body(settings.max_payload_bytes)
         decoded = decoder(body, media, limits)
         images = decoded.images
         g.images = len(images)
