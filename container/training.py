@@ -7,6 +7,9 @@ the toolkit's process rather than as its child script because the toolkit does n
 children (aws/sagemaker-training-toolkit issues 125, 173): in-process, our handler gets the signal and
 checkpoints within SageMaker's 120 s grace.
 
+Scale-out (several GPUs or hosts): main() starts torchrun as its child instead of training in-process, and
+forwards SIGTERM to it; see container/distributed.py.
+
 Exit codes: 0 success; 1 a user error (bad hyperparameter/data: FailureReason starts "UserError:") or an
 internal error ("InternalError:"); 143 stopped by SIGTERM after saving a checkpoint.
 """
@@ -78,19 +81,62 @@ def _checkpoint_dir(config_dir: Path) -> Path:
     return BASE_DIR / "checkpoints"
 
 
-def _channels(env) -> dict[str, Path]:
-    modes = {name: spec.get("TrainingInputMode", "File") for name, spec in env.input_data_config.items()}
-    piped = sorted(name for name, mode in modes.items() if mode == "Pipe")
-    if piped:
-        raise UserError(f"channel(s) {piped} use Pipe input mode, which this image does not read",
-                        "use File or FastFile input mode for these channels")
-    return {name: Path(path) for name, path in env.channel_input_dirs.items()}
+def _channels(env) -> tuple[dict[str, Path], frozenset[str], frozenset[str]]:
+    """(channel paths, Pipe-mode channels, ShardedByS3Key channels) from inputdataconfig.json.
+
+    File and FastFile look the same to us (a directory); Pipe channels are FIFOs ``<path>_<n>``.
+    """
+    specs = env.input_data_config
+    piped = frozenset(name for name, spec in specs.items() if spec.get("TrainingInputMode", "File") == "Pipe")
+    sharded = frozenset(name for name, spec in specs.items() if spec.get("S3DistributionType") == "ShardedByS3Key")
+    return {name: Path(path) for name, path in env.channel_input_dirs.items()}, piped, sharded
+
+
+def _run_distributed(layout, env, paths, scratch: Path) -> None:
+    """Train with torchrun on this host; raise like the in-process path so the toolkit reports alike."""
+    from container import distributed
+
+    spec = scratch / "job.json"
+    spec.write_text(json.dumps({
+        "hyperparameters": env.hyperparameters,
+        "channels": {k: str(v) for k, v in paths.channels.items()},
+        "model_dir": str(paths.model_dir),
+        "output_data_dir": str(paths.output_data_dir),
+        "checkpoint_dir": str(paths.checkpoint_dir),
+        "sharded": sorted(paths.sharded),
+        "pipe": sorted(paths.pipe),
+        "current_host": layout.current_host,
+        "hosts": list(layout.hosts),
+    }))
+    try:
+        code, stopped = distributed.run(layout, spec)
+    except distributed.PeerError as exc:
+        raise PeerUnavailable(f"on host {layout.current_host}: {exc}") from None
+    if code == 0:
+        return
+    failure = BASE_DIR / "output" / "failure"
+    reason = failure.read_text() if failure.exists() else ""
+    if stopped or reason.startswith("Stopped:"):
+        raise TrainingStopped(reason.removeprefix("Stopped: ") or f"stopped by SIGTERM on {layout.current_host}")
+    if not reason:
+        write_failure(distributed.describe_failure(layout, code)[:FAILURE_LIMIT])
+        reason = distributed.describe_failure(layout, code)
+    raise WorkersFailed(reason.splitlines()[0] if reason else f"torchrun exit code {code}")
+
+
+class PeerUnavailable(RuntimeError):
+    """A peer host never resolved: the job fails with the host named (InternalError)."""
+
+
+class WorkersFailed(RuntimeError):
+    """torchrun failed; the failure file already holds the reason a worker (or the launcher) wrote."""
 
 
 def main() -> None:
     """Called by the toolkit inside PID 1 (SAGEMAKER_TRAINING_MODULE)."""
     from sagemaker_training import environment, errors
 
+    from container import distributed
     from model.runtime import select_runtime
     from train.config import parse_hyperparameters
     from train.loop import TrainJob, TrainPaths, run
@@ -102,14 +148,24 @@ def main() -> None:
     log.info("job %s on %s (hosts %s)", os.environ.get("TRAINING_JOB_NAME", "local"), env.current_host, env.hosts)
     try:
         config, family, arch = parse_hyperparameters(env.hyperparameters)
+        channel_dirs, piped, sharded = _channels(env)
+        try:
+            layout = distributed.plan(env.resource_config, pipe="train" in piped)
+        except ValueError as exc:
+            raise UserError(str(exc), "fix the BYOC_* environment variable or the resource config") from None
         with tempfile.TemporaryDirectory(prefix="byoc-train-") as scratch:
-            channels = with_synthetic_channels(_channels(env), config, Path(scratch))
+            channels = with_synthetic_channels(channel_dirs, config, Path(scratch))
             paths = TrainPaths(
                 channels=channels,
                 model_dir=Path(env.model_dir),
                 output_data_dir=Path(env.output_data_dir),
                 checkpoint_dir=_checkpoint_dir(Path(env.input_config_dir)),
+                sharded=sharded,
+                pipe=piped,
             )
+            if layout.world_size > 1:
+                _run_distributed(layout, env, paths, Path(scratch))
+                return
             runtime = select_runtime(config.precision, channels_last=config.channels_last)
             job = TrainJob(config, family, arch, paths, runtime)
             signal.signal(signal.SIGTERM, lambda *_: (log.warning("SIGTERM: checkpointing and stopping"),
@@ -120,6 +176,15 @@ def main() -> None:
         raise errors.ClientError(f"UserError: {exc}") from None
     except TrainingStopped as exc:
         write_failure(f"Stopped: {exc}"[:FAILURE_LIMIT])
+        raise
+    except WorkersFailed as exc:
+        reason = (BASE_DIR / "output" / "failure")
+        if reason.exists() and reason.read_text().startswith("UserError:"):
+            raise errors.ClientError(str(exc)) from None
+        raise
+    except PeerUnavailable as exc:
+        write_failure(f"InternalError: {exc}. Fix: check that all {len(env.hosts)} hosts started; raise "
+                      "BYOC_PEER_TIMEOUT_S if the cluster is slow to come up."[:FAILURE_LIMIT])
         raise
     except Exception as exc:
         head = f"InternalError: {type(exc).__name__}: {exc}"

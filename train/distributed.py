@@ -84,4 +84,5 @@ def init_from_env(timeout_s: float | None = None) -> Dist:
 
 def shutdown(dist: Dist) -> None:
     if dist.enabled and torch_dist.is_initialized():
+        torch_dist.barrier()  # nobody tears the group down while a peer still uses it
         torch_dist.destroy_process_group()
