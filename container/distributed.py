@@ -158,13 +158,16 @@ def torchrun_command(layout: Layout, spec: Path) -> list[str]:
 
 def run(layout: Layout, spec: Path) -> tuple[int, bool]:
     """Run torchrun until it exits; SIGTERM to PID 1 is forwarded. Returns (exit code, stopped by SIGTERM)."""
+    addresses: dict[str, str] = {}
     if len(layout.hosts) > 1:
         addresses = wait_for_hosts(layout.hosts, layout.peer_timeout_s)
         log.info("peers resolved: %s", addresses)
     command = torchrun_command(layout, spec)
     log.info("host %s (node %d of %d): %s", layout.current_host, layout.node_rank, len(layout.hosts),
              " ".join(command))
-    proc = subprocess.Popen(command, env=worker_environment(layout))
+    env = worker_environment(layout)
+    env["BYOC_HOST_ADDRESSES"] = json.dumps(addresses)  # a dead peer's name no longer resolves: name it by IP
+    proc = subprocess.Popen(command, env=env)
     stopped = False
 
     def forward(signum, _frame):

@@ -24,19 +24,20 @@ log = logging.getLogger("container.worker")
 FAILURE_LIMIT = 1024
 
 
-def name_peers(message: str, hosts: list[str], resolve=socket.gethostbyname) -> str:
-    """``message`` plus the host names of any peer IP addresses it mentions (gloo/NCCL name only IPs)."""
+def peers_in(message: str, hosts: list[str], resolve=socket.gethostbyname) -> list[str]:
+    """Host names of the peer IP addresses ``message`` mentions (gloo and NCCL name only IPs)."""
     ips = set(re.findall(r"\b(\d{1,3}(?:\.\d{1,3}){3})\b", message))
     if not ips:
-        return message
+        return []
+    known = json.loads(os.environ.get("BYOC_HOST_ADDRESSES") or "{}")  # resolved by PID 1 at start
     named = []
     for host in hosts:
         try:
-            if resolve(host) in ips:
+            if (known.get(host) or resolve(host)) in ips:
                 named.append(host)
         except OSError:
             continue
-    return f"{message} [peer host(s): {', '.join(named)}]" if named else message
+    return named
 
 
 def main(argv: list[str]) -> int:
@@ -86,7 +87,9 @@ def main(argv: list[str]) -> int:
         log.warning("%s", exc)
         return 143
     except Exception as exc:
-        head = name_peers(f"InternalError: {where}: {type(exc).__name__}: {exc}", spec.get("hosts", []))
+        peers = peers_in(str(exc), spec.get("hosts", []))
+        lost = f": lost contact with host {', '.join(peers)}" if peers else ""
+        head = f"InternalError: {where}{lost}: {type(exc).__name__}: {exc}"
         fix = (" Fix: if a peer host is named, look at that host's log first (it probably failed or was "
                "stopped); otherwise this is likely a bug or an environment problem (memory, disk, GPU).\n")
         write_failure((head[:700] + fix + traceback.format_exc())[:FAILURE_LIMIT])

@@ -99,3 +99,46 @@ def test_a_peer_that_resolves_but_never_joins_fails_within_the_timeout(docker_cl
         assert f"did not join {hosts[0]}:7777 within BYOC_PEER_TIMEOUT_S=8 s" in reason
     finally:
         idle.remove(force=True)
+
+
+def _two_running(docker_client, image, synthetic_channel, tmp_path, network, hps, env=None):
+    net, hosts = network
+    trees = [_tree(tmp_path, h, hosts, synthetic_channel, hps) for h in hosts]
+    containers = [_start(docker_client, image, t, h, net, env) for t, h in zip(trees, hosts, strict=True)]
+    return hosts, trees, containers
+
+
+def _wait_logs(container, needle: bytes, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while needle not in container.logs():
+        assert time.monotonic() < deadline, f"{needle!r} not seen: {container.logs()[-2000:]!r}"
+        time.sleep(0.5)
+
+
+def test_sigterm_to_the_first_host_stops_both_at_the_same_step_with_a_checkpoint(docker_client, image,
+                                                                                  synthetic_channel, tmp_path,
+                                                                                  network):
+    hps = {**HPS, "epochs": "40", "log_every_steps": "1"}
+    _, trees, (first, second) = _two_running(docker_client, image, synthetic_channel, tmp_path, network, hps)
+    _wait_logs(first, b"epoch 2/40", timeout=180)
+    first.kill(signal="SIGTERM")
+    (code1, logs1), (code2, logs2) = finish(first, timeout=120), finish(second, timeout=120)
+    assert (code1, code2) == (143, 143), logs1[-3000:] + "\n-----\n" + logs2[-3000:]
+    assert "SIGTERM: forwarding to torchrun" in logs1
+    assert trees[0].failure.read_text().startswith("Stopped: training stopped by SIGTERM at step")
+    assert trees[1].failure.read_text().startswith("Stopped:")
+    assert list(trees[0].checkpoints.glob("*.pt")) and not list(trees[1].checkpoints.glob("*.pt"))
+
+
+def test_a_host_that_dies_fails_the_other_naming_it(docker_client, image, synthetic_channel, tmp_path, network):
+    hps = {**HPS, "epochs": "40", "log_every_steps": "1"}
+    hosts, trees, (first, second) = _two_running(docker_client, image, synthetic_channel, tmp_path, network, hps,
+                                                 FAST_FAIL)
+    _wait_logs(first, b"epoch 2/40", timeout=180)
+    second.kill()  # SIGKILL: no goodbye
+    started = time.monotonic()
+    code1, logs1 = finish(first, timeout=120)
+    assert code1 != 0 and time.monotonic() - started < 90, logs1[-3000:]
+    reason = trees[0].failure.read_text()
+    assert reason.startswith(f"InternalError: on host {hosts[0]}"), reason
+    assert f"lost contact with host {hosts[1]}" in reason.splitlines()[0], reason
