@@ -68,14 +68,14 @@ def render_scene(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.nd
     t_plane = np.where(denom < -1e-6, (anchor @ n_plane) / np.where(denom < -1e-6, denom, -1.0), _FAR)
     paint(t_plane, np.broadcast_to(n_plane, normals.shape), direction * t_plane[..., None])
 
-    for _ in range(int(rng.integers(3, 7))):
+    for _ in range(int(rng.integers(4, 9))):
         rot = _rotation(rng)
-        z = rng.uniform(2.2, 3.8)
+        z = rng.uniform(2.0, 3.4)
         centre = np.array([*(rng.uniform(-0.8, 0.8, 2) * z * half_fov), -z])
         o = (origin - centre) @ rot  # into the object's frame (rows are vectors: v @ R == R^T v)
         d = direction @ rot
         if rng.random() < 0.5:  # ellipsoid
-            axes = rng.uniform(0.2, 0.6, size=3)
+            axes = rng.uniform(0.25, 0.7, size=3)
             oo, dd = o / axes, d / axes
             a, b, c = (dd * dd).sum(-1), 2 * (dd @ oo), oo @ oo - 1
             disc = b * b - 4 * a * c
@@ -83,7 +83,7 @@ def render_scene(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.nd
             local = o + t[..., None] * d
             n = (local / axes**2) @ rot.T
         else:  # box, slab test
-            half = rng.uniform(0.15, 0.5, size=3)
+            half = rng.uniform(0.2, 0.55, size=3)
             dsafe = np.where(np.abs(d) < 1e-9, 1e-9, d)
             t1, t2 = (-half - o) / dsafe, (half - o) / dsafe
             tnear, tfar = np.minimum(t1, t2), np.maximum(t1, t2)
