@@ -175,7 +175,7 @@ def create_app(
         decoder, media = codecs.decoder_for(request.headers.get("Content-Type"))
         accept = codecs.parse_accept(request.headers.get("Accept"))
         codecs.check_acceptable(accept)
-        decoded = decoder(body, media, limits)
+        decoded = codecs.decode(decoder, body, media, limits)
         images = decoded.images
         g.images = len(images)
         fallback = default_accept or codecs.MediaType(codecs.JSONLINES if media.essence == codecs.JSONLINES

@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 from werkzeug.http import parse_options_header
 
-from serve.errors import BadRequest, NotAcceptable, UnsupportedMediaType
+from serve.errors import BadRequest, NotAcceptable, ServeError, UnsupportedMediaType
 
 PNG, JPEG, NPY, JSON, JSONLINES = "image/png", "image/jpeg", "application/x-npy", "application/json", (
     "application/jsonlines"
@@ -252,6 +252,16 @@ DECODERS: dict[str, Decoder] = {
     JSON: decode_json,
     JSONLINES: decode_jsonlines,
 }
+
+
+def decode(decoder: Decoder, body: bytes, media: MediaType, limits: Limits) -> Decoded:
+    """Run ``decoder``; anything it raises on client bytes is the client's 400, never a 5xx."""
+    try:
+        return decoder(body, media, limits)
+    except ServeError:
+        raise
+    except Exception as exc:  # a decoder gap must not turn garbage input into a server error
+        raise BadRequest(f"cannot decode the body as {media.essence} ({type(exc).__name__}: {exc})") from exc
 
 
 def decoder_for(content_type: str | None) -> tuple[Decoder, MediaType]:

@@ -242,3 +242,10 @@ def test_fuzzed_bodies_and_headers_never_give_a_5xx(client):
         r = post(client, bytes(body), rng.choice(types), rng.choice([None, *types, "image/*;q=abc", ","]))
         assert r.status_code < 500, (r.status_code, r.data[:200])
     assert client.get("/ping").status_code == 200
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 100), (100, 1), (17, 33)])
+def test_tiny_and_odd_sizes_come_back_at_their_own_size(client, shape):
+    r = post(client, npy_bytes(random_image(*shape)), "application/x-npy", "application/x-npy")
+    assert r.status_code == 200
+    assert load_npy(r.data).shape == (*shape, 3)

@@ -158,3 +158,11 @@ def test_encoders_keep_count_order_and_dtype():
     assert [json.loads(line)["normals"][0][0][0] for line in lines] == [0.0, 0.1, 0.2]
     single = json.loads(codecs.encode_json(preds[:1], False, media(codecs.JSON), None))
     assert single["shape"] == [2, 3, 3]
+
+
+def test_an_unexpected_decoder_failure_is_still_a_400():
+    def leaky(body, media, limits):
+        raise KeyError("surprise")
+
+    with pytest.raises(BadRequest, match="surprise"):
+        codecs.decode(leaky, b"x", media("image/png"), LIMITS)
