@@ -108,14 +108,22 @@ def _default_accept(settings: ServeSettings) -> codecs.MediaType | None:
 
 def _read_body(limit: int) -> bytes:
     """The request body, or PayloadTooLarge as soon as it is known to exceed ``limit`` bytes."""
-    length = request.content_length
+    try:
+        return _read_bounded(request.stream, request.content_length, limit)
+    except ServeError:
+        raise
+    except Exception as exc:  # broken chunked encoding, client hung up mid-body, ...
+        raise BadRequest(f"cannot read the request body ({type(exc).__name__}: {exc})") from exc
+
+
+def _read_bounded(stream: Any, length: int | None, limit: int) -> bytes:
     if length is not None and length > limit:
-        _discard(request.stream, min(length, _MAX_DISCARD))
+        if length <= _MAX_DISCARD:
+            _discard(stream, length)
         raise PayloadTooLarge(
             f"body is {length} bytes, over the limit of {limit} (SAGEMAKER_MAX_PAYLOAD_IN_MB); send fewer images"
         )
-    stream = request.stream  # chunked bodies have no length: read at most limit + 1 bytes
-    chunks, total = [], 0
+    chunks, total = [], 0  # chunked bodies have no length: read at most limit + 1 bytes
     while total <= limit:
         chunk = stream.read(min(_READ_CHUNK, limit + 1 - total))
         if not chunk:
