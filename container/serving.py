@@ -18,6 +18,7 @@ import argparse
 import logging
 import os
 import shutil
+import socket
 import sys
 import tempfile
 import time
@@ -101,6 +102,28 @@ def load_predictor(settings: ServeSettings, device: str, threads: int, metrics: 
     return predictor, batcher.start()
 
 
+def own_listener(shared: list[Any], backlog: int) -> list[socket.socket]:
+    """A per-worker SO_REUSEPORT listener on the shared address, so the kernel spreads new connections.
+
+    With one shared socket, the worker that wins the accept race can take every connection of a burst
+    (measured: all 16 keep-alive clients on one worker, half the throughput). Sockets in a REUSEPORT group
+    get connections by hash; the shared socket stays in the group and every worker keeps polling it.
+    """
+    if not hasattr(socket, "SO_REUSEPORT") or len(shared) != 1:
+        return []
+    try:
+        host, port = shared[0].getsockname()[:2]
+        sock = socket.socket(shared[0].family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+        sock.listen(backlog)
+        return [sock]
+    except OSError as exc:
+        log.warning("no per-worker listener (%s); connections may spread unevenly over workers", exc)
+        return []
+
+
 def gunicorn_options(settings: ServeSettings, workers: int) -> dict[str, Any]:
     return {
         "bind": [f"0.0.0.0:{settings.port}"],
@@ -121,6 +144,7 @@ def gunicorn_options(settings: ServeSettings, workers: int) -> dict[str, Any]:
         "proc_name": "serve",
         "worker_tmp_dir": "/dev/shm" if os.path.isdir("/dev/shm") else None,
         "forwarded_allow_ips": "127.0.0.1",
+        "reuse_port": True,  # see own_listener
         # A runtime-management socket under $HOME is an extra attack surface we do not use.
         "control_socket_disable": True,
     }
@@ -202,6 +226,7 @@ def main(argv: list[str]) -> None:
         def _post_fork(self, _arbiter: Any, worker: Any) -> None:
             # worker.age counts spawned workers from 1: a replacement worker takes the next GPU in turn.
             self.worker_index = worker.age - 1
+            worker.sockets = [*worker.sockets, *own_listener(worker.sockets, self.cfg.backlog)]
 
         def load(self) -> Any:
             # Runs in each worker after fork, before the worker accepts connections: a worker that is
