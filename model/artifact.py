@@ -120,7 +120,13 @@ def load_model_dir(directory: Path, map_location: str | torch.device = "cpu") ->
     except (KeyError, ValueError, TypeError) as exc:
         raise ArtifactError(f"{meta_path}: cannot rebuild the model: {exc}") from exc
     network = family.build(config)
-    state = torch.load(weights_path, map_location=map_location, weights_only=True)
+    try:
+        state = torch.load(weights_path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises anything from KeyError to UnpicklingError here
+        raise ArtifactError(
+            f"{weights_path} is not a readable weights-only state_dict ({type(exc).__name__}: {exc}); "
+            "it may be truncated or not written by `train`: retrain, or re-extract model.tar.gz"
+        ) from exc
     try:
         network.load_state_dict(state)
     except RuntimeError as exc:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from model.artifact import ArtifactError, LoadedModel, load_model_dir
+from model.artifact import LoadedModel, load_model_dir
 from model.runtime import Runtime, select_runtime
 
 log = logging.getLogger(__name__)
@@ -47,16 +47,7 @@ class Predictor:
     ) -> Predictor:
         """Load ``model_dir`` (weights only, read only) onto the device chosen by ``select_runtime``."""
         runtime = select_runtime(precision=precision, device=device, channels_last=True, cpu_threads=cpu_threads)
-        try:
-            loaded = load_model_dir(Path(model_dir), map_location="cpu")
-        except ArtifactError:
-            raise
-        except Exception as exc:  # torch.load on a truncated/foreign file raises KeyError, EOFError, ...
-            raise ArtifactError(
-                f"cannot read the weights in {model_dir} ({type(exc).__name__}: {exc}); "
-                "is it the unmodified output of `train`?"
-            ) from exc
-        return cls(loaded, runtime)
+        return cls(load_model_dir(Path(model_dir), map_location="cpu"), runtime)
 
     @property
     def device_type(self) -> str:

@@ -99,3 +99,11 @@ def test_model_dir_from_another_format_version_is_refused(tmp_path):
     meta.write_text(meta.read_text().replace('"format_version": 1', '"format_version": 99'))
     with pytest.raises(ArtifactError, match="format_version 99"):
         load_model_dir(tmp_path)
+
+
+def test_junk_weights_file_is_an_artifact_error(tmp_path):
+    family, cfg = SurfaceNormals(), UNetConfig(base_channels=4, depth=2)
+    save_model_dir(tmp_path, family, cfg, family.build(cfg), family.preprocessing(cfg, 32))
+    (tmp_path / "model.pt").write_bytes(b"\x00" * 64)
+    with pytest.raises(ArtifactError, match="not a readable weights-only state_dict"):
+        load_model_dir(tmp_path)
