@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import copy
 import shutil
-import socket
-import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -23,49 +20,26 @@ from typing import Any
 import boto3
 import pytest
 
+from tests.servers import free_port, http_server
+
 REGION = "us-east-1"
 ACCOUNT = "123456789012"  # moto's default account
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/SageMakerExecution"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
-def moto_url() -> Iterator[str]:
+def moto_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     exe = Path(sys.executable).with_name("moto_server")
     if not exe.exists():
         found = shutil.which("moto_server")
         if found is None:
-            pytest.skip("moto_server is missing: pip install 'moto[server]'")
+            pytest.fail("moto_server is missing: pip install 'moto[server]' (tests/requirements.txt has it)")
         exe = Path(found)
-    port = _free_port()
-    proc = subprocess.Popen([str(exe), "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    try:
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"moto_server exited with {proc.returncode} before answering on {url}")
-            try:
-                urllib.request.urlopen(f"{url}/moto-api/", timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"moto_server did not answer on {url} within 30 s")
-                time.sleep(0.1)
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    with http_server([str(exe), "-H", "127.0.0.1", "-p", str(port)], f"{url}/moto-api/", log):
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def aws_env(moto_url: str, tmp_path: Path) -> dict[str, str]:
