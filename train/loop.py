@@ -25,10 +25,11 @@ from model.runtime import Runtime
 from train import metrics_log
 from train.checkpoint import CheckpointManager
 from train.config import TrainConfig
-from train.data import EpochSampler, Splits, load_splits, make_loader
+from train.data import EpochSampler, Splits, make_loader
 from train.distributed import Dist
 from train.errors import TrainingStopped, UserError
-from train.stream import PipeChannel, Record, RecordDataset, StreamDataset, read_all
+from train.scope import DataScope
+from train.stream import PipeChannel, Record, RecordDataset, StreamDataset
 
 log = logging.getLogger(__name__)
 
@@ -102,11 +103,9 @@ class Trainer:
     def __init__(self, job: TrainJob) -> None:
         self.job = job
         c, rt = job.config, job.runtime
-        self.streaming = "train" in job.paths.pipe
-        if self.streaming and job.dist.local_world_size > 1:
-            raise UserError("a Pipe-mode train channel is read by one process per host, but this host runs "
-                            f"{job.dist.local_world_size}", "unset BYOC_PROCESSES_PER_HOST or use File/FastFile mode")
-        self.splits: Splits = self._load_splits()
+        self.scope = DataScope(job.family, job.paths, c, job.dist)
+        self.streaming = self.scope.streaming
+        self.splits: Splits = self.scope.load_splits()
         if not self.splits.train and not self.streaming:
             raise UserError("the training split is empty after holding out validation data",
                             "add training samples or lower validation_fraction")
@@ -118,7 +117,7 @@ class Trainer:
                                            weight_decay=c.weight_decay)
         # Samples per rank and epoch: the same on every rank (DDP needs equal step counts), the largest
         # any rank needs when hosts hold shards of different sizes; smaller shards wrap around.
-        _, world = self._shard_of("train")
+        _, world = self.scope.shard_of("train")
         self.per_rank = job.dist.all_reduce_max(math.ceil(len(self.splits.train) / world), rt.device)
         self.steps_per_epoch = 0 if self.streaming else math.ceil(self.per_rank / c.batch_size)
         self.total_steps = self.steps_per_epoch * c.epochs
@@ -139,61 +138,12 @@ class Trainer:
         self.model = torch.compile(model) if c.compile else model
         if self.streaming:
             self.train_data = StreamDataset(
-                job.family, PipeChannel(job.paths.channels["train"]), shard=self._pipe_shard("train"),
+                job.family, PipeChannel(job.paths.channels["train"]), shard=self.scope.pipe_shard("train"),
                 image_size=c.image_size, augment=c.augment, seed=c.seed,
                 validation_fraction=0.0 if self.splits.validation_source == "channel" else c.validation_fraction)
         else:
             self.train_data = job.family.dataset(self.splits.train, image_size=c.image_size, augment=c.augment,
                                                  seed=c.seed)
-
-    # -- data scope ----------------------------------------------------------------------------
-    def _shard_of(self, channel: str) -> tuple[int, int]:
-        """(rank, world) to split a channel's local samples over: the host's processes for host-local data
-        (ShardedByS3Key, or a Pipe stream already split by host), all processes for replicated data."""
-        d, paths = self.job.dist, self.job.paths
-        if channel in paths.sharded or channel in paths.pipe:
-            return d.local_rank, d.local_world_size
-        return d.rank, d.world_size
-
-    def _load_splits(self) -> Splits:
-        job, c = self.job, self.job.config
-        channels, pipe = job.paths.channels, job.paths.pipe
-        if pipe and job.family.record_format is None:
-            raise UserError(f"channel(s) {sorted(pipe)} use Pipe input mode, which the model family "
-                            f"{family_path(job.family)} cannot read", "use File or FastFile input mode")
-        for name in pipe - {"train"}:  # non-train Pipe channels are small: one pass into memory
-            if self.job.dist.local_world_size > 1:
-                raise UserError(f"Pipe-mode channel {name!r} is read by one process per host, but this host runs "
-                                f"{job.dist.local_world_size}", "use File/FastFile mode or one process per host")
-        piped = {name: read_all(PipeChannel(channels[name]), self._pipe_shard(name))
-                 for name in sorted(pipe - {"train"})}
-        files = {k: v for k, v in channels.items() if k not in pipe}
-        if "train" in pipe:
-            validation = piped.get("validation")
-            if validation is None and "validation" in files:
-                validation = list(load_splits(job.family, {"train": files["validation"]},
-                                              dataclasses.replace(c, validation_fraction=0.0)).train)
-            test = piped.get("test")
-            if test is None and "test" in files:
-                test = list(load_splits(job.family, {"train": files["test"]},
-                                        dataclasses.replace(c, validation_fraction=0.0)).train)
-            source = "channel" if validation is not None else (
-                f"held out {c.validation_fraction:g} of the stream by key" if c.validation_fraction > 0 else "none")
-            return Splits([], validation or [], test or [], source)
-        config = dataclasses.replace(c, validation_fraction=0.0) if "validation" in piped else c
-        splits = load_splits(job.family, files, config)
-        if piped:
-            splits = dataclasses.replace(
-                splits, validation=piped.get("validation", splits.validation), test=piped.get("test", splits.test),
-                validation_source="channel" if "validation" in piped else splits.validation_source)
-        return splits
-
-    def _pipe_shard(self, channel: str) -> tuple[int, int]:
-        """Which records of a pass this host keeps: its share of a replicated stream, all of its own shard."""
-        d = self.job.dist
-        if channel in self.job.paths.sharded:
-            return 0, 1
-        return d.rank // max(d.local_world_size, 1), max(d.world_size // max(d.local_world_size, 1), 1)
 
     def _anywhere(self, samples) -> bool:
         """Whether any rank has samples (hosts with shards may differ; all must take the same branch)."""
@@ -278,7 +228,7 @@ class Trainer:
         else:
             if hasattr(self.train_data, "set_epoch"):
                 self.train_data.set_epoch(self.epoch)
-            rank, world = self._shard_of("train")
+            rank, world = self.scope.shard_of("train")
             sampler = EpochSampler(len(self.splits.train), seed=c.seed, epoch=self.epoch, shuffle=True, rank=rank,
                                    world_size=world, skip=self.samples_in_epoch, per_rank=self.per_rank)
             loader = make_loader(self.train_data, sampler, c.batch_size, c, pin=rt.is_cuda)
@@ -347,7 +297,7 @@ class Trainer:
         else:
             dataset = job.family.dataset(samples, image_size=c.image_size, augment=False, seed=c.seed)
         channel = split if split == "test" or self.splits.validation_source == "channel" else "train"
-        rank, world = self._shard_of(channel)
+        rank, world = self.scope.shard_of(channel)
         sampler = EpochSampler(len(samples), seed=c.seed, epoch=0, shuffle=False, rank=rank, world_size=world)
         loader = make_loader(dataset, sampler, c.batch_size, c, pin=rt.is_cuda)
         # The bare network, not the DDP wrapper: ranks may hold different numbers of evaluation batches
