@@ -85,32 +85,29 @@ def _get(env: Mapping[str, str], *names: str) -> tuple[str, str] | None:
     return None
 
 
-def _int(env: Mapping[str, str], *names: str, default: int | None, low: int, high: int) -> int | None:
+def _number(env: Mapping[str, str], names: tuple[str, ...], kind: type, default: float | None,
+            low: float, high: float) -> float | None:
     found = _get(env, *names)
     if found is None:
         return default
     name, raw = found
+    noun, rule = ("an integer", f"a whole number in [{low}, {high}]") if kind is int else (
+        "a number", f"a value in [{low}, {high}]")
     try:
-        value = int(raw)
+        value = kind(raw)
     except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not an integer; expected a whole number in [{low}, {high}]") from None
+        raise SettingsError(f"{name}={raw!r} is not {noun}; expected {rule}") from None
     if not low <= value <= high:
-        raise SettingsError(f"{name}={value} is out of range; expected a whole number in [{low}, {high}]")
+        raise SettingsError(f"{name}={value} is out of range; expected {rule}")
     return value
+
+
+def _int(env: Mapping[str, str], *names: str, default: int | None, low: int, high: int) -> int | None:
+    return _number(env, names, int, default, low, high)
 
 
 def _float(env: Mapping[str, str], name: str, default: float | None, low: float, high: float) -> float | None:
-    found = _get(env, name)
-    if found is None:
-        return default
-    _, raw = found
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not a number; expected a value in [{low}, {high}]") from None
-    if not low <= value <= high:
-        raise SettingsError(f"{name}={value} is out of range; expected a value in [{low}, {high}]")
-    return value
+    return _number(env, (name,), float, default, low, high)
 
 
 def _bool(env: Mapping[str, str], name: str) -> bool:
