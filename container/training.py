@@ -62,12 +62,13 @@ def _fail(message: str) -> None:
 
 
 def write_failure(message: str) -> None:
-    """Write the failure file once; the toolkit writes its own only if ours is not there."""
+    """Write the failure file once, cut to what SageMaker shows; the toolkit writes its own only if ours is
+    not there."""
     path = BASE_DIR / "output" / "failure"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         if not path.exists():
-            path.write_text(message)
+            path.write_text(message[:FAILURE_LIMIT])
     except OSError as exc:  # a read-only or missing output dir must not hide the real error
         print(f"could not write {path}: {exc}", file=sys.stderr)
 
@@ -119,8 +120,8 @@ def _run_distributed(layout, env, paths, scratch: Path) -> None:
     if stopped or reason.startswith("Stopped:"):
         raise TrainingStopped(reason.removeprefix("Stopped: ") or f"stopped by SIGTERM on {layout.current_host}")
     if not reason:
-        write_failure(distributed.describe_failure(layout, code)[:FAILURE_LIMIT])
         reason = distributed.describe_failure(layout, code)
+        write_failure(reason)
     raise WorkersFailed(reason.splitlines()[0] if reason else f"torchrun exit code {code}")
 
 
@@ -172,10 +173,10 @@ def main() -> None:
                                                        job.stop.set()))
             run(job)
     except UserError as exc:
-        write_failure(f"UserError: {exc}"[:FAILURE_LIMIT])
+        write_failure(f"UserError: {exc}")
         raise errors.ClientError(f"UserError: {exc}") from None
     except TrainingStopped as exc:
-        write_failure(f"Stopped: {exc}"[:FAILURE_LIMIT])
+        write_failure(f"Stopped: {exc}")
         raise
     except WorkersFailed as exc:
         reason = (BASE_DIR / "output" / "failure")
@@ -184,11 +185,11 @@ def main() -> None:
         raise
     except PeerUnavailable as exc:
         write_failure(f"InternalError: {exc}. Fix: check that all {len(env.hosts)} hosts started; raise "
-                      "BYOC_PEER_TIMEOUT_S if the cluster is slow to come up."[:FAILURE_LIMIT])
+                      "BYOC_PEER_TIMEOUT_S if the cluster is slow to come up.")
         raise
     except Exception as exc:
         head = f"InternalError: {type(exc).__name__}: {exc}"
         fix = (" Fix: this is likely a bug in the image or an environment problem (memory, disk, GPU); "
                "the full traceback is in the job's logs.\n")
-        write_failure((head[:600] + fix + traceback.format_exc())[:FAILURE_LIMIT])
+        write_failure(head[:600] + fix + traceback.format_exc())
         raise

@@ -21,7 +21,6 @@ from pathlib import Path
 from train.errors import TrainingStopped, UserError
 
 log = logging.getLogger("container.worker")
-FAILURE_LIMIT = 1024
 
 
 def peers_in(message: str, hosts: list[str], resolve=socket.gethostbyname) -> list[str]:
@@ -79,11 +78,11 @@ def main(argv: list[str]) -> int:
         shutdown(dist)  # only on success: after a failure peers may never reach the closing barrier
         return 0
     except UserError as exc:
-        write_failure(f"UserError: {exc} ({where})"[:FAILURE_LIMIT])
+        write_failure(f"UserError: {exc} ({where})")
         log.error("UserError: %s", exc)
         return 1
     except TrainingStopped as exc:
-        write_failure(f"Stopped: {exc}"[:FAILURE_LIMIT])
+        write_failure(f"Stopped: {exc}")
         log.warning("%s", exc)
         return 143
     except Exception as exc:
@@ -92,7 +91,7 @@ def main(argv: list[str]) -> int:
         head = f"InternalError: {where}{lost}: {type(exc).__name__}: {exc}"
         fix = (" Fix: if a peer host is named, look at that host's log first (it probably failed or was "
                "stopped); otherwise this is likely a bug or an environment problem (memory, disk, GPU).\n")
-        write_failure((head[:700] + fix + traceback.format_exc())[:FAILURE_LIMIT])
+        write_failure(head[:700] + fix + traceback.format_exc())
         log.exception("training failed %s", where)
         return 1
 
