@@ -48,3 +48,10 @@ def check_npy_answer(body: bytes, batch: int) -> list[int]:
 
 def report(result: dict) -> None:
     print("RESULT " + json.dumps(result), flush=True)
+
+
+def transform_summary(out: Path) -> dict:
+    """The .out files a batch transform wrote to ``out`` and how many non-empty lines they hold."""
+    outputs = sorted(out.glob("*.out"))
+    lines = sum(len([x for x in p.read_text().splitlines() if x.strip()]) for p in outputs)
+    return {"transform_outputs": [p.name for p in outputs], "transform_lines": lines}

@@ -10,7 +10,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from common import ROLE, TINY, check_npy_answer, check_png_answer, parse_args, report, tar_members
+from common import (
+    ROLE,
+    TINY,
+    check_npy_answer,
+    check_png_answer,
+    parse_args,
+    report,
+    tar_members,
+    transform_summary,
+)
 from sagemaker.estimator import Estimator
 from sagemaker.local import LocalSession
 
@@ -54,9 +63,7 @@ def main() -> None:
     # logs=False: fetching transform logs is a CloudWatch call even in local mode.
     transformer.transform(f"file://{args.jsonl_dir}", content_type="application/jsonlines", split_type="Line",
                           wait=True, logs=False)
-    outputs = sorted(out.glob("*.out"))
-    result["transform_outputs"] = [p.name for p in outputs]
-    result["transform_lines"] = sum(len([x for x in p.read_text().splitlines() if x.strip()]) for p in outputs)
+    result.update(transform_summary(out))
     report(result)
 
 

@@ -14,7 +14,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 import numpy as np
-from common import ROLE, TINY, check_npy_answer, check_png_answer, parse_args, report, tar_members
+from common import (
+    ROLE,
+    TINY,
+    check_npy_answer,
+    check_png_answer,
+    parse_args,
+    report,
+    tar_members,
+    transform_summary,
+)
 from sagemaker.core.local.local_session import LocalSession
 from sagemaker.train.configs import Compute, InputData
 from sagemaker.train.model_trainer import Mode, ModelTrainer
@@ -64,9 +73,7 @@ def main() -> None:
         TransformResources={"InstanceType": "local", "InstanceCount": 1})
     result["transform_status"] = sm.describe_transform_job(TransformJobName=f"{name}-batch")["TransformJobStatus"]
     sm.delete_model(ModelName=name)
-    outputs = sorted(out.glob("*.out"))
-    result["transform_outputs"] = [p.name for p in outputs]
-    result["transform_lines"] = sum(len([x for x in p.read_text().splitlines() if x.strip()]) for p in outputs)
+    result.update(transform_summary(out))
     report(result)
 
 
