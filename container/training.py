@@ -40,6 +40,7 @@ _EXAMPLES = {
 
 def launch(argv: list[str]) -> None:
     """PID 1 for ``train``: check the /opt/ml tree, then let the toolkit run :func:`main`."""
+    clear_outcome()
     if argv:
         _fail(f"UserError: `train` takes no arguments, got {argv}. Fix: pass settings as hyperparameters "
               "(/opt/ml/input/config/hyperparameters.json).")
@@ -53,6 +54,21 @@ def launch(argv: list[str]) -> None:
     from sagemaker_training import trainer  # imported late: its import reads /opt/ml
 
     trainer.train()  # exits the process with the job's exit code
+
+
+def clear_outcome() -> None:
+    """Remove the previous run's success/failure files (a re-run in the same tree, e.g. the quick start).
+
+    A stale failure file would win over the new reason (first writer wins, and the toolkit skips writing
+    its own when one exists), and success and failure could coexist. Checkpoints and the model stay:
+    they are how a re-run resumes.
+    """
+    for name in ("success", "failure"):
+        path = BASE_DIR / "output" / name
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as exc:  # e.g. a read-only output dir: the run reports its own problem later
+            print(f"could not remove the previous run's {path}: {exc}", file=sys.stderr)
 
 
 def _fail(message: str) -> None:
