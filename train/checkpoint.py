@@ -22,9 +22,9 @@ from model.artifact import atomic_torch_save
 
 log = logging.getLogger(__name__)
 CHECKPOINT_FORMAT = 1
-_NAME = re.compile(r"^checkpoint-step(\d{9})\.pt$")
+_NAME = re.compile(r"^checkpoint-step(\d{9,})\.pt$")  # zero-padded to 9 digits, longer past 10**9 steps
 #: model.artifact's temp files: "." + final name + "." + a random suffix (tempfile.mkstemp).
-_TEMP = re.compile(r"^\.checkpoint-step\d{9}\.pt\..+$")
+_TEMP = re.compile(r"^\.checkpoint-step\d{9,}\.pt\..+$")
 
 
 def _fingerprint(path: Path) -> tuple[int, int]:

@@ -31,28 +31,33 @@ def _hp(default: Any, help: str, check: Callable[[Any], bool] | None = None, rul
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = _hp(10, "Passes over the training set.", lambda v: v >= 1, ">= 1")
+    epochs: int = _hp(10, "Passes over the training set.", lambda v: 1 <= v <= 100_000, "1..100000")
     batch_size: int = _hp(16, "Images per step on each GPU/process (global batch = this x processes).",
-                          lambda v: v >= 1, ">= 1")
-    learning_rate: float = _hp(1e-3, "Peak AdamW learning rate (for the global batch).", lambda v: v > 0, "> 0")
-    weight_decay: float = _hp(1e-4, "AdamW weight decay.", lambda v: v >= 0, ">= 0")
+                          lambda v: 1 <= v <= 4096, "1..4096")
+    learning_rate: float = _hp(1e-3, "Peak AdamW learning rate (for the global batch).", lambda v: 0 < v <= 10,
+                               "(0, 10]")
+    weight_decay: float = _hp(1e-4, "AdamW weight decay.", lambda v: 0 <= v <= 10, "[0, 10]")
     lr_schedule: str = _hp("cosine", "Learning-rate schedule after a 3% linear warm-up.",
                            lambda v: v in ("cosine", "constant"), "cosine | constant")
     image_size: int = _hp(128, "Training crop side in pixels (see the resize/crop rule); a multiple of 2**depth.",
                           lambda v: 16 <= v <= 2048, "16..2048")
     validation_fraction: float = _hp(0.1, "Share of `train` held out for validation when there is no "
                                      "`validation` channel.", lambda v: 0 <= v < 0.9, "[0, 0.9)")
-    seed: int = _hp(0, "Seed for initialisation, the split, shuffling and augmentation.")
+    # 32 bits: numpy's generators refuse negative seeds, and the sampler multiplies the seed into an int64.
+    seed: int = _hp(0, "Seed for initialisation, the split, shuffling and augmentation.",
+                    lambda v: 0 <= v <= 2**32 - 1, "0..4294967295")
     augment: bool = _hp(True, "Random crops and left-right mirroring during training.")
-    data_workers: int = _hp(-1, "DataLoader worker processes; -1 = min(4, CPUs).", lambda v: v >= -1, ">= -1")
+    data_workers: int = _hp(-1, "DataLoader worker processes; -1 = min(4, CPUs).", lambda v: -1 <= v <= 64, "-1..64")
     precision: str = _hp("auto", "auto (bf16 on GPUs that have it, else fp16; fp32 on CPU), fp32, bf16, fp16.",
                          lambda v: v in PRECISIONS, " | ".join(PRECISIONS))
     channels_last: bool = _hp(True, "NHWC memory layout (faster convolutions on CPU and tensor cores).")
     compile: bool = _hp(False, "torch.compile the network (slow first step; pays off on long GPU runs).")
     checkpoint_steps: int = _hp(200, "Also checkpoint every N optimizer steps (0 = only at epoch ends).",
-                                lambda v: v >= 0, ">= 0")
-    keep_checkpoints: int = _hp(3, "Newest checkpoints kept in the checkpoint directory.", lambda v: v >= 1, ">= 1")
-    log_every_steps: int = _hp(20, "Progress line (loss, images/s, ETA) every N steps.", lambda v: v >= 1, ">= 1")
+                                lambda v: 0 <= v <= 1_000_000, "0..1000000")
+    keep_checkpoints: int = _hp(3, "Newest checkpoints kept in the checkpoint directory.",
+                                lambda v: 1 <= v <= 1000, "1..1000")
+    log_every_steps: int = _hp(20, "Progress line (loss, images/s, ETA) every N steps.",
+                               lambda v: 1 <= v <= 1_000_000, "1..1000000")
     panels: int = _hp(4, "Validation panels (input | truth | prediction) written to output/data.",
                       lambda v: 0 <= v <= 64, "0..64")
     synthetic_samples: int = _hp(0, "Train on N generated scenes instead of a `train` channel (demo/tests "
@@ -126,16 +131,18 @@ def _build(cls: type, values: Mapping[str, Any]) -> Any:
         raw = values[f.name]
         try:
             v = _coerce(f.name, raw, _type_of(f))
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, ArithmeticError) as exc:  # OverflowError: float(a 401-digit int)
+            shown = repr(raw) if len(repr(raw)) <= 60 else repr(raw)[:40] + f"... ({len(repr(raw))} characters)"
             raise UserError(
-                f"hyperparameter {f.name!r} has the bad value {raw!r} ({exc})",
+                f"hyperparameter {f.name!r} has the bad value {shown} ({exc})",
                 f"give {f.name} a value that is {f.metadata.get('rule') or _type_of(f).__name__}",
             ) from None
         check = f.metadata.get("check")
         if check is not None and not check(v):
+            shown = repr(raw) if len(repr(raw)) <= 60 else repr(raw)[:40] + f"... ({len(repr(raw))} characters)"
             raise UserError(
-                f"hyperparameter {f.name!r} has the bad value {raw!r}",
-                f"choose a value that is {f.metadata['rule']}",
+                f"hyperparameter {f.name!r} has the bad value {shown}, outside {f.metadata['rule']}",
+                f"choose a value for {f.name} in {f.metadata['rule']}",
             )
         kwargs[f.name] = v
     try:
