@@ -138,10 +138,10 @@ def sample_from_record(files: dict[str, bytes], key: str) -> tuple[np.ndarray, n
         if "mask.png" in files:
             mask = read_mask(io.BytesIO(files["mask.png"]))
             if mask.shape != valid.shape:
-                raise DataFormatError(f"record {key!r}: mask size differs from its image")
+                raise DataFormatError("mask size differs from its image")
             valid &= mask
-    except DataFormatError:
-        raise
+    except DataFormatError as exc:
+        raise DataFormatError(f"record {key!r}: {exc}") from None
     except Exception as exc:
         raise DataFormatError(f"record {key!r}: cannot decode ({exc})") from exc
     if normals.shape[:2] != image.shape[:2]:
