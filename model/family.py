@@ -74,6 +74,14 @@ class ModelFamily(ABC):
         the dataset gets the epoch through ``set_epoch`` when it has one.
         """
 
+    def check_data(self, samples: Sequence[Any]) -> list[str]:
+        """Optional: every problem of ``samples`` found cheaply (file headers), before training starts.
+
+        Each item names the file, what is wrong and how to fix it; the job fails listing them all at once
+        instead of failing mid-training on the first bad sample. The default checks nothing.
+        """
+        return []
+
     #: Pipe-mode record format, for error messages and docs (None: this family cannot read Pipe channels).
     record_format: ClassVar[str | None] = None
 

@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, Sampler
 from model.family import DataFormatError, ModelFamily
 from model.runtime import available_cpus
 from train.config import TrainConfig
+from train.datacheck import UserFacingLoader
 from train.errors import UserError
 
 
@@ -105,7 +106,8 @@ def per_rank_length(length: int, world_size: int) -> int:
 
 def make_loader(dataset: Any, sampler: Sampler, batch_size: int, config: TrainConfig, pin: bool) -> DataLoader:
     workers = min(4, available_cpus()) if config.data_workers < 0 else config.data_workers
-    return DataLoader(
+    # A UserFacingLoader: data problems in any worker process fail the job as UserErrors naming the file.
+    return UserFacingLoader(
         dataset,
         batch_size=batch_size,
         sampler=sampler,

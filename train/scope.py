@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from model.family import ModelFamily, family_path
 from train.config import TrainConfig
 from train.data import Splits, load_splits
+from train.datacheck import check_splits
 from train.distributed import Dist
 from train.errors import UserError
 from train.stream import PipeChannel, read_all
@@ -37,6 +38,13 @@ class DataScope:
         return d.rank, d.world_size
 
     def load_splits(self) -> Splits:
+        """The splits, after every file in them passed the family's data check (train/datacheck.py)."""
+        splits = self._splits()
+        # Every rank checks every file it will read, so all fail alike before the first collective step.
+        check_splits(self.family, splits.train, splits.validation, splits.test)
+        return splits
+
+    def _splits(self) -> Splits:
         c, family = self.config, self.family
         channels, pipe = self.paths.channels, self.paths.pipe
         if pipe and family.record_format is None:

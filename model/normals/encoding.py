@@ -23,6 +23,8 @@ from model.normals.limits import check_dimensions
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _GREY_MODES = ("1", "L", "I", "I;16", "I;16B", "I;16L", "I;16N")
 _SIXTEEN_BIT_GREY = ("I", "I;16", "I;16B", "I;16L", "I;16N")
+#: Pillow modes a mask may have (see mask_to_valid).
+MASK_MODES = (*_GREY_MODES, "LA", "P", "PA", "RGB", "RGBA")
 
 
 def _label(source: object) -> str:

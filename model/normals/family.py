@@ -52,6 +52,11 @@ class SurfaceNormals(ModelFamily):
     def dataset(self, samples: Sequence[Sample], *, image_size: int, augment: bool, seed: int) -> Dataset:
         return NormalsDataset(samples, image_size=image_size, augment=augment, seed=seed)
 
+    def check_data(self, samples: Sequence[Sample]) -> list[str]:
+        from model.normals.check import check_samples
+
+        return check_samples(samples)
+
     record_format = RECORD_FORMAT
 
     def sample_from_record(self, files: Mapping[str, bytes], key: str, *, image_size: int, augment: bool,
