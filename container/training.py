@@ -154,6 +154,7 @@ def main() -> None:
     from sagemaker_training import environment, errors
 
     from container import distributed
+    from model.family import DataFormatError
     from model.runtime import select_runtime
     from train.config import parse_hyperparameters
     from train.loop import TrainJob, TrainPaths, run
@@ -188,7 +189,7 @@ def main() -> None:
             signal.signal(signal.SIGTERM, lambda *_: (log.warning("SIGTERM: checkpointing and stopping"),
                                                        job.stop.set()))
             run(job)
-    except UserError as exc:
+    except (UserError, DataFormatError) as exc:  # a DataFormatError names a file that breaks the data format
         write_failure(f"UserError: {exc}")
         raise errors.ClientError(f"UserError: {exc}") from None
     except TrainingStopped as exc:

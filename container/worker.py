@@ -41,6 +41,7 @@ def peers_in(message: str, hosts: list[str], resolve=socket.gethostbyname) -> li
 
 def main(argv: list[str]) -> int:
     from container.training import write_failure
+    from model.family import DataFormatError
     from model.runtime import available_cpus, select_runtime
     from train.config import parse_hyperparameters
     from train.distributed import init_from_env, shutdown
@@ -77,7 +78,7 @@ def main(argv: list[str]) -> int:
         run(job)
         shutdown(dist)  # only on success: after a failure peers may never reach the closing barrier
         return 0
-    except UserError as exc:
+    except (UserError, DataFormatError) as exc:  # a DataFormatError names a file that breaks the data format
         write_failure(f"UserError: {exc} ({where})")
         log.error("UserError: %s", exc)
         return 1
