@@ -20,6 +20,7 @@ Timeouts:
     rendezvous at master:port, within this time; otherwise the job fails naming the host;
   * BYOC_COLLECTIVE_TIMEOUT_S (default 1800, train/distributed.py): a process blocked in one collective
     longer than this fails (a peer died or stalled) instead of hanging.
+  * torchrun's shutdown timeout is SageMaker's whole 120 s stop grace (SAGEMAKER_STOP_GRACE_S).
 """
 
 from __future__ import annotations
@@ -39,6 +40,11 @@ log = logging.getLogger("container.distributed")
 
 DEFAULT_MASTER_PORT = 7777
 DEFAULT_PEER_TIMEOUT_S = 600.0
+#: SageMaker SIGKILLs the container 120 s after SIGTERM. torchrun, on the SIGTERM PID 1 forwards, SIGTERMs
+#: its workers and SIGKILLs them after its shutdown timeout (default 30 s): that would cut rank 0 off in the
+#: middle of a slow step plus its checkpoint while the failure file says a checkpoint was saved. Waiting
+#: the whole grace leaves the last word to SageMaker's own deadline.
+SAGEMAKER_STOP_GRACE_S = 120
 
 
 class PeerError(RuntimeError):
@@ -135,6 +141,8 @@ def worker_environment(layout: Layout, environ: dict[str, str] | None = None) ->
                         "pick one", nic)
     env.setdefault("NCCL_DEBUG", "WARN")
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // layout.processes_per_host)))
+    # Also for torchrun builds that read only the environment (the flag in torchrun_command wins where known).
+    env["TORCH_ELASTIC_SHUTDOWN_TIMEOUT"] = str(SAGEMAKER_STOP_GRACE_S)
     env["BYOC_CURRENT_HOST"] = layout.current_host
     env["BYOC_HOSTS"] = json.dumps(list(layout.hosts))
     return env
@@ -152,6 +160,7 @@ def torchrun_command(layout: Layout, spec: Path) -> list[str]:
         f"--rdzv_conf=timeout={int(max(1, layout.peer_timeout_s))}",
         "--max_restarts=0",
         "--monitor_interval=1",
+        f"--shutdown_timeout={SAGEMAKER_STOP_GRACE_S}",
         "--module", "container.worker", str(spec),
     ]
 

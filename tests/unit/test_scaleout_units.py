@@ -6,6 +6,7 @@ import io
 import socket
 import tarfile
 import time
+from pathlib import Path
 
 import pytest
 
@@ -105,3 +106,18 @@ def test_hold_out_is_stable_and_roughly_the_fraction():
     assert 150 < len(held) < 250
     assert held == [k for k in keys if is_held_out(k, 0.1, seed=0)]
     assert not any(is_held_out(k, 0.0, seed=0) for k in keys)
+
+
+def test_torchrun_leaves_workers_the_full_sagemaker_stop_grace():
+    # torchrun SIGKILLs workers shutdown_timeout seconds after forwarding SIGTERM (default 30 s); SageMaker
+    # itself waits 120 s, and rank 0 may need most of that for a slow step plus its checkpoint.
+    from torch.distributed.run import get_args_parser
+
+    layout = distributed.plan({"hosts": ["algo-1", "algo-2"], "current_host": "algo-1"}, pipe=False,
+                              environ={"BYOC_PROCESSES_PER_HOST": "2"})
+    command = distributed.torchrun_command(layout, Path("job.json"))
+    assert command[1:3] == ["-m", "torch.distributed.run"]
+    args = get_args_parser().parse_args(command[3:])  # the installed torchrun accepts every flag we pass
+    assert args.shutdown_timeout == distributed.SAGEMAKER_STOP_GRACE_S == 120
+    env = distributed.worker_environment(layout, environ={})
+    assert env["TORCH_ELASTIC_SHUTDOWN_TIMEOUT"] == "120"
