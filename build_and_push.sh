@@ -115,7 +115,8 @@ args=(build --platform "$platform" --build-arg "VARIANT=$variant"
 if [[ -n $base_image ]]; then
   args+=(--build-arg "BASE_IMAGE=$base_image")
 fi
-args+=("${build_args[@]}" -t "$name:$tag" -t "$name:$latest" .)
+# ${arr[@]+"${arr[@]}"}: macOS bash 3.2 under `set -u` calls an empty "${arr[@]}" an unbound variable.
+args+=(${build_args[@]+"${build_args[@]}"} -t "$name:$tag" -t "$name:$latest" .)
 if compgen -G "wheelhouse/*.whl" >/dev/null; then
   if [[ $variant == gpu ]] && compgen -G "wheelhouse/torch-*+cpu-*.whl" >/dev/null; then
     die "wheelhouse/ holds a CPU-only torch wheel, so a GPU build would silently get CPU torch" \
@@ -156,11 +157,11 @@ else
     region_args=(--region "$region")
   fi
   # The helper prints error:/fix: itself; stop with its exit code.
-  info=$("$python" -m container.aws.ecr prepare "$name" "${region_args[@]}") || exit $?
+  info=$("$python" -m container.aws.ecr prepare "$name" ${region_args[@]+"${region_args[@]}"}) || exit $?
   remote=$(sed -n 's/^repository_uri=//p' <<<"$info")
   host=$(sed -n 's/^registry=//p' <<<"$info")
   say "logging in to $host"
-  if ! "$python" -m container.aws.ecr login-password "${region_args[@]}" \
+  if ! "$python" -m container.aws.ecr login-password ${region_args[@]+"${region_args[@]}"} \
     | "$docker" login --username AWS --password-stdin "$host" >&2; then
     die "docker login to $host failed" \
       "check the output above; the credentials need ecr:GetAuthorizationToken (container/aws/iam-policy.json)"
