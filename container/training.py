@@ -134,7 +134,11 @@ def _run_distributed(layout, env, paths, scratch: Path) -> None:
     failure = BASE_DIR / "output" / "failure"
     reason = failure.read_text() if failure.exists() else ""
     if stopped or reason.startswith("Stopped:"):
-        raise TrainingStopped(reason.removeprefix("Stopped: ") or f"stopped by SIGTERM on {layout.current_host}")
+        # Only a worker that saved its checkpoint writes "Stopped: ..."; without it, claim nothing.
+        raise TrainingStopped(reason.removeprefix("Stopped: ") or (
+            f"SIGTERM on host {layout.current_host}, but the training processes exited (torchrun code {code}) "
+            "before confirming a checkpoint; a job with the same checkpoint location resumes from the newest "
+            "complete checkpoint, if there is one"))
     if not reason:
         reason = distributed.describe_failure(layout, code)
         write_failure(reason)

@@ -30,3 +30,21 @@ def test_a_new_run_clears_the_previous_outcome_but_not_checkpoints_or_the_model(
     assert not (tmp_path / "output" / "success").exists()
     for kept in ("model/model.pt", "checkpoints/checkpoint-step000000001.pt", "output/data/metrics.json"):
         assert (tmp_path / kept).read_text() == "keep me"
+
+
+def test_a_stop_without_a_confirmed_checkpoint_does_not_claim_one(tmp_path, monkeypatch):
+    # torchrun was stopped, but no worker wrote "Stopped: ..." (e.g. they were killed before checkpointing)
+    from types import SimpleNamespace
+
+    from container import distributed
+    from train.errors import TrainingStopped
+
+    monkeypatch.setattr(training, "BASE_DIR", tmp_path)
+    monkeypatch.setattr(distributed, "run", lambda layout, spec: (-9, True))
+    layout = distributed.plan({"hosts": ["algo-1"], "current_host": "algo-1"}, pipe=False,
+                              environ={"BYOC_PROCESSES_PER_HOST": "2"})
+    paths = SimpleNamespace(channels={}, model_dir=tmp_path, output_data_dir=tmp_path, checkpoint_dir=tmp_path,
+                            sharded=frozenset(), pipe=frozenset())
+    with pytest.raises(TrainingStopped) as err:
+        training._run_distributed(layout, SimpleNamespace(hyperparameters={}), paths, tmp_path)
+    assert "before confirming a checkpoint" in str(err.value)
