@@ -131,6 +131,11 @@ def _run_distributed(layout, env, paths, scratch: Path) -> None:
         raise PeerUnavailable(f"on host {layout.current_host}: {exc}") from None
     if code == 0:
         return
+    from container.worker import finished_marker
+
+    if stopped and all(finished_marker(spec, r).exists() for r in range(layout.processes_per_host)):
+        log.warning("SIGTERM arrived as training finished: every process on this host completed")
+        return
     failure = BASE_DIR / "output" / "failure"
     reason = failure.read_text() if failure.exists() else ""
     if stopped or reason.startswith("Stopped:"):

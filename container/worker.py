@@ -39,6 +39,10 @@ def peers_in(message: str, hosts: list[str], resolve=socket.gethostbyname) -> li
     return named
 
 
+def finished_marker(spec: Path, local_rank: int) -> Path:
+    return spec.with_name(f"{spec.stem}.finished.{local_rank}")
+
+
 def main(argv: list[str]) -> int:
     from container.training import write_failure
     from model.family import DataFormatError
@@ -77,6 +81,8 @@ def main(argv: list[str]) -> int:
                                                    job.stop.set()))
         run(job)
         shutdown(dist)  # only on success: after a failure peers may never reach the closing barrier
+        # Tells PID 1 this process finished, even if a late SIGTERM makes torchrun itself exit non-zero.
+        finished_marker(Path(argv[0]), dist.local_rank).touch()
         return 0
     except (UserError, DataFormatError) as exc:  # a DataFormatError names a file that breaks the data format
         write_failure(f"UserError: {exc} ({where})")

@@ -1,9 +1,12 @@
-"""SIGTERM to a 2-process torchrun job while rank 0 is inside a step that outlasts torchrun's default 30 s
-shutdown timeout: both ranks still stop together, rank 0's checkpoint is complete, the failure file says
-so truthfully, and the resumed job ends with the weights of an uninterrupted one."""
+"""SIGTERM to 2-process torchrun jobs (CPU, gloo): every stop leaves a complete checkpoint and a truthful
+failure file, and the resumed job ends with exactly the weights of an uninterrupted one.
+
+One stop lands while rank 0 is inside a step that outlasts torchrun's default 30 s shutdown timeout; ten
+more interrupt one job again and again at seeded points (training steps and validation)."""
 
 from __future__ import annotations
 
+import random
 import signal
 import subprocess
 import threading
@@ -13,20 +16,24 @@ import pytest
 import torch
 
 from container import distributed
+from container.worker import finished_marker
 from model.normals.synthetic import write_dataset
 from tests.integration.scaleout_support import TINY, free_port, write_spec
 from train.checkpoint import CheckpointManager
 
 REPO = Path(__file__).resolve().parents[2]
-HPS = {**TINY, "model_family": "tests.integration.slow_step_family:SlowStep", "panels": "0"}
+HPS = {**TINY, "model_family": "tests.integration.fault_family:FaultySurfaceNormals", "panels": "0"}
 SLOW_STEP_S = 40  # longer than torchrun's default shutdown timeout (30 s), well inside SageMaker's 120 s
 
 
-def _start(root: Path, channel: Path, extra_env: dict[str, str] | None = None) -> subprocess.Popen:
+def _start(root: Path, channel: Path, extra_env: dict[str, str] | None = None,
+           hps: dict[str, str] | None = None) -> subprocess.Popen:
     root.mkdir(parents=True, exist_ok=True)
     layout = distributed.plan({"hosts": ["localhost"], "current_host": "localhost"}, pipe=False,
                               environ={"BYOC_PROCESSES_PER_HOST": "2", "BYOC_MASTER_PORT": str(free_port())})
-    spec = write_spec(root / "job.json", root, {"train": channel}, HPS, ["localhost"], "localhost")
+    spec = write_spec(root / "job.json", root, {"train": channel}, {**HPS, **(hps or {})}, ["localhost"], "localhost")
+    for rank in range(2):  # PID 1 uses a fresh scratch directory per run
+        finished_marker(spec, rank).unlink(missing_ok=True)
     env = distributed.worker_environment(layout)
     env.update(SAGEMAKER_BASE_DIR=str(root / "ml"), PYTHONPATH=str(REPO), BYOC_COLLECTIVE_TIMEOUT_S="90",
                OMP_NUM_THREADS="1", **(extra_env or {}))
@@ -41,6 +48,9 @@ def _finish(proc: subprocess.Popen) -> tuple[int, str]:
 
 def _weights(root: Path) -> dict[str, torch.Tensor]:
     return torch.load(root / "model" / "model.pt", weights_only=True)
+
+
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -85,3 +95,29 @@ def test_sigterm_during_a_slow_step_of_two_processes_checkpoints_and_resumes_exa
     expected, got = _weights(tmp_path / "straight"), _weights(root)
     assert all(torch.equal(expected[k], got[k]) for k in expected)
 
+
+
+def test_ten_sigterms_of_one_two_process_job_resume_to_the_uninterrupted_weights(tmp_path, channel):
+    hps_epochs = {"epochs": "8"}
+    code, out = _finish(_start(tmp_path / "straight", channel, hps=hps_epochs))
+    assert code == 0, out[-3000:]
+    root, rng, stops = tmp_path / "spot", random.Random(5), []
+    failure = root / "ml" / "output" / "failure"
+    for _ in range(10):
+        at = rng.randint(1, 3)  # rank 0's loss computations (training or validation) after this restart
+        code, out = _finish(_start(root, channel, {"SIGTERM_PARENT_AT": str(at)}, hps=hps_epochs))
+        if code == 0 or all(finished_marker(root / "job.json", r).exists() for r in range(2)):
+            break  # the signal came during the last step: both processes finished (PID 1 reports success)
+        assert failure.exists(), out[-3000:]
+        reason = failure.read_text()
+        assert reason.startswith("Stopped: training stopped by SIGTERM at step"), out[-3000:]
+        found = CheckpointManager(root / "checkpoints", keep=3).latest()
+        assert found is not None and f"at step {found[1]['step']} " in reason, (reason, out[-3000:])
+        stops.append(found[1]["step"])
+        failure.unlink()  # PID 1 clears the previous outcome
+    assert len(stops) >= 8 and stops == sorted(set(stops)), stops
+    if not (root / "model" / "model.pt").exists():
+        code, out = _finish(_start(root, channel, hps=hps_epochs))
+        assert code == 0, out[-3000:]
+    expected, got = _weights(tmp_path / "straight"), _weights(root)
+    assert all(torch.equal(expected[k], got[k]) for k in expected), stops

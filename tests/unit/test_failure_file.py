@@ -48,3 +48,26 @@ def test_a_stop_without_a_confirmed_checkpoint_does_not_claim_one(tmp_path, monk
     with pytest.raises(TrainingStopped) as err:
         training._run_distributed(layout, SimpleNamespace(hyperparameters={}), paths, tmp_path)
     assert "before confirming a checkpoint" in str(err.value)
+
+
+def test_a_sigterm_after_every_process_finished_is_a_success_not_a_stop(tmp_path, monkeypatch):
+    # torchrun exits non-zero on the SIGTERM it got, though its workers had already finished training
+    from types import SimpleNamespace
+
+    from container import distributed
+    from container.worker import finished_marker
+
+    monkeypatch.setattr(training, "BASE_DIR", tmp_path)
+
+    def torchrun(layout, spec):
+        for rank in range(layout.processes_per_host):
+            finished_marker(spec, rank).touch()
+        return 1, True
+
+    monkeypatch.setattr(distributed, "run", torchrun)
+    layout = distributed.plan({"hosts": ["algo-1"], "current_host": "algo-1"}, pipe=False,
+                              environ={"BYOC_PROCESSES_PER_HOST": "2"})
+    paths = SimpleNamespace(channels={}, model_dir=tmp_path, output_data_dir=tmp_path, checkpoint_dir=tmp_path,
+                            sharded=frozenset(), pipe=frozenset())
+    training._run_distributed(layout, SimpleNamespace(hyperparameters={}), paths, tmp_path)  # returns: success
+    assert not (tmp_path / "output" / "failure").exists()
