@@ -11,6 +11,8 @@ ARG BASE_IMAGE=python:3.11-slim-bookworm
 # ---- stage 1: a virtualenv with the dependencies (wheelhouse and build tools stay here) ----
 FROM ${BASE_IMAGE} AS deps
 ARG VARIANT=cpu
+# 1 keeps what torch.compile needs (torch's C++ headers, triton) and adds g++ to the runtime stage.
+ARG TORCH_COMPILE=0
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 COPY container/requirements.txt /tmp/requirements.txt
 COPY wheelhouse/ /tmp/wheelhouse/
@@ -39,7 +41,28 @@ sys.exit(0 if (cuda is None) == ('$VARIANT' == 'cpu') else \
     /opt/venv/bin/pip uninstall -y -q scipy; \
     site=$(echo /opt/venv/lib/python3*/site-packages); \
     # torch's C++ test binaries/libraries and protoc, test suites, and the pip bootstrap are dead weight.
+    # torch/test (83 MB) holds compiled C++ tests. torch/include (62 MB), networkx and triton (GPU) are only
+    # used when torch.compile generates code, which also needs a compiler the default image does not carry:
+    # `compile=true` is refused early there (train/loop.py); build with TORCH_COMPILE=1 to keep them.
     find "$site/torch/bin" -type f ! -name torch_shm_manager -delete; \
+    rm -rf "$site/torch/test"; \
+    if [ "$TORCH_COMPILE" != 1 ]; then \
+        rm -rf "$site/torch/include" "$site/triton" "$site"/triton-*.dist-info "$site/networkx"; \
+    fi; \
+    # botocore carries the API models of ~450 AWS services (28 MB); inside the image only the training
+    # toolkit calls AWS, and only S3 (and STS for credentials). Other services' models are never read.
+    find "$site/botocore/data" -mindepth 1 -maxdepth 1 -type d ! -name s3 ! -name sts -exec rm -rf {} +; \
+    # CUDA packages ship headers and static libraries for building against them; torch loads only .so files.
+    if [ -d "$site/nvidia" ]; then \
+        find "$site/nvidia" -depth -type d -name include -exec rm -rf {} +; \
+        find "$site/nvidia" -type f -name '*.a' -delete; \
+        # Shared libraries outside the closure of what torch's libraries link (readelf NEEDED) or dlopen
+        # (cuDNN's sub-libraries, NVRTC's builtins, NVSHMEM's transports): multi-GPU cuSOLVER, the
+        # alternative NVRTC build, the profiler's perf-counter libraries, cuFFTW, NVBLAS (~260 MB).
+        find "$site/nvidia" -type f \( -name 'libcusolverMg.so*' -o -name 'libnvrtc*.alt.so*' \
+            -o -name 'libnvperf_*.so' -o -name 'libcheckpoint.so' -o -name 'libcufftw.so*' \
+            -o -name 'libnvblas.so*' -o -name 'libpcsamplingutil.so' \) -delete; \
+    fi; \
     rm -f "$site"/torch/lib/lib*test*.so "$site"/torch/lib/libbackend_with_compiler.so \
         "$site"/torch/lib/libaoti_custom_ops.so; \
     find "$site" -depth -type d \( -name tests -o -name test \) -not -path '*/torch/*' -exec rm -rf {} +; \
@@ -55,6 +78,10 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONPATH=/opt/program
+ARG TORCH_COMPILE=0
+RUN if [ "$TORCH_COMPILE" = 1 ]; then \
+        apt-get update && apt-get install -y --no-install-recommends g++ && rm -rf /var/lib/apt/lists/*; \
+    fi
 COPY --from=deps /opt/venv /opt/venv
 # Code last: a code change rebuilds only these layers.
 COPY model /opt/program/model

@@ -193,6 +193,11 @@ def main(argv: list[str]) -> None:
         log.error("cannot serve: %s", exc)
         sys.exit(2)
     gpus, cpus = gpu_count(), cpu_count()
+    if not gpus and settings.device is None:
+        from model.runtime import cuda_fallback_note
+
+        if note := cuda_fallback_note():
+            log.warning("%s", note)
     workers = resolve_workers(settings, gpus, cpus)
     settings = settings.with_workers(workers)
     prepare_metrics_dir()

@@ -164,7 +164,7 @@ def main() -> None:
 
     from container import distributed
     from model.family import DataFormatError
-    from model.runtime import select_runtime
+    from model.runtime import cuda_fallback_note, select_runtime
     from train.config import parse_hyperparameters
     from train.loop import TrainJob, TrainPaths, run
     from train.synthetic import with_synthetic_channels
@@ -193,6 +193,8 @@ def main() -> None:
             if layout.world_size > 1:
                 _run_distributed(layout, env, paths, Path(scratch))
                 return
+            if note := cuda_fallback_note():
+                log.warning("%s", note)
             runtime = select_runtime(config.precision, channels_last=config.channels_last)
             job = TrainJob(config, family, arch, paths, runtime)
             signal.signal(signal.SIGTERM, lambda *_: (log.warning("SIGTERM: checkpointing and stopping"),

@@ -37,6 +37,19 @@ class Runtime:
         return f"device={self.device} ({name}) precision={dtype} channels_last={self.channels_last}"
 
 
+def cuda_fallback_note() -> str | None:
+    """One line for the log when a CUDA build of torch finds no GPU and runs on the CPU, else None.
+
+    The GPU image is meant for GPU instances, but it must still work (slowly) on a laptop or a CPU
+    instance; saying so once, at start, keeps a missing ``--gpus all`` from passing unnoticed.
+    """
+    if torch.version.cuda is None or torch.cuda.is_available():
+        return None
+    return (f"this image has torch {torch.__version__} built for CUDA {torch.version.cuda}, but no NVIDIA GPU is "
+            "visible: running on the CPU. Fix, if a GPU was meant: an instance type with a GPU, or `docker run "
+            "--gpus all` with the NVIDIA container toolkit.")
+
+
 def available_cpus() -> int:
     try:
         return len(os.sched_getaffinity(0))

@@ -85,7 +85,7 @@ def _require_compiler() -> None:
     if not any(shutil.which(cc) for cc in ("cc", "gcc", "g++", "clang")):
         raise UserError(
             "compile=true needs a C/C++ compiler for torch.compile, and none is installed in this image",
-            "set compile=false, or add `apt-get install -y g++` to the Dockerfile's runtime stage",
+            "set compile=false, or rebuild the image with `--build-arg TORCH_COMPILE=1` (adds g++, torch headers)",
         )
 
 
