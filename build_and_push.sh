@@ -26,8 +26,8 @@ image URI (the SHA tag) as the last line of stdout.
   -h, --help              show this help
 
 Environment: PYTHON (interpreter with boto3 for the ECR steps; default python3), DOCKER (default docker).
-Wheels in ./wheelhouse (container/scripts/make-wheelhouse.sh) are used automatically: nothing is fetched
-from PyPI during the build.
+Wheels in ./wheelhouse (container/scripts/make-wheelhouse.sh [PYTHON] cpu|gpu) are used automatically:
+nothing is fetched from PyPI during the build, and a wheelhouse of the other variant is refused.
 
 Examples:
   ./build_and_push.sh                                   # CPU image -> ECR in your default region
@@ -120,7 +120,11 @@ args+=(${build_args[@]+"${build_args[@]}"} -t "$name:$tag" -t "$name:$latest" .)
 if compgen -G "wheelhouse/*.whl" >/dev/null; then
   if [[ $variant == gpu ]] && compgen -G "wheelhouse/torch-*+cpu-*.whl" >/dev/null; then
     die "wheelhouse/ holds a CPU-only torch wheel, so a GPU build would silently get CPU torch" \
-      "empty wheelhouse/ (the build then installs CUDA torch from PyPI), or fill it with the CUDA wheels"
+      "refill it with the CUDA wheels: container/scripts/make-wheelhouse.sh python3 gpu"
+  fi
+  if [[ $variant == cpu ]] && ! compgen -G "wheelhouse/torch-*+cpu-*.whl" >/dev/null; then
+    die "wheelhouse/ holds no CPU-only torch wheel (a GPU wheelhouse?), so a CPU build would carry CUDA torch" \
+      "refill it with the CPU wheels: container/scripts/make-wheelhouse.sh python3 cpu"
   fi
   say "building $name:$tag ($variant, $platform) with wheels from ./wheelhouse (offline)"
 else

@@ -145,6 +145,29 @@ def test_gpu_build_refuses_a_cpu_only_wheelhouse(tmp_path: Path) -> None:
     assert "CPU-only torch wheel" in proc.stderr
 
 
+@pytest.mark.parametrize(("variant", "wheel", "message"), [
+    ("gpu", "torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl", "CPU-only torch wheel"),
+    ("cpu", "torch-2.13.0-cp311-cp311-manylinux_2_28_x86_64.whl", "no CPU-only torch wheel"),
+])
+def test_a_wheelhouse_of_the_other_variant_is_refused(tmp_path: Path, variant: str, wheel: str,
+                                                      message: str) -> None:
+    checkout = tmp_path / "checkout"  # the script works in its own directory: give it a wheelhouse of our choosing
+    (checkout / "wheelhouse").mkdir(parents=True)
+    (checkout / "wheelhouse" / wheel).write_bytes(b"")
+    (checkout / "build_and_push.sh").write_text((REPO / "build_and_push.sh").read_text())
+    docker = tmp_path / "docker"
+    docker.write_text(FAKE_DOCKER)
+    docker.chmod(0o755)
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "DOCKER": str(docker),
+           "FAKE_DOCKER_LOG": str(tmp_path / "docker.log")}
+    proc = subprocess.run(["bash", str(checkout / "build_and_push.sh"), "--variant", variant, "--no-push"],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1, proc.stderr
+    assert message in proc.stderr
+    assert f"make-wheelhouse.sh python3 {variant}" in proc.stderr
+    assert "build" not in (tmp_path / "docker.log").read_text().split()  # refused before building
+
+
 def test_usage_and_bad_options(tmp_path: Path) -> None:
     proc, _ = _run(tmp_path, {}, "--help")
     assert proc.returncode == 0 and "Usage: ./build_and_push.sh" in proc.stdout
