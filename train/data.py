@@ -108,7 +108,9 @@ def make_loader(dataset: Any, sampler: Sampler, batch_size: int, config: TrainCo
     if workers < 0:
         # Once every sample is decoded in memory an item costs ~1 ms against ~1 s per training step on
         # two cores: worker processes would only add copies and compete for those cores.
-        workers = 0 if getattr(dataset, "in_memory", False) else min(4, available_cpus())
+        # Decoding happens here, in this process, so the samples stay for every later epoch.
+        preload = getattr(dataset, "preload", None)
+        workers = 0 if preload is not None and preload() else min(4, available_cpus())
     return DataLoader(
         dataset,
         batch_size=batch_size,

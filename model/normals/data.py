@@ -117,6 +117,24 @@ class NormalsDataset(Dataset):
         """Whether every sample is already decoded (loader processes then only add overhead)."""
         return len(self.memory) == len(self.samples)
 
+    def preload(self) -> bool:
+        """Decode every sample into memory now, in this process, if the first one says they all fit."""
+        if self.in_memory or not self.samples:
+            return self.in_memory
+        self._decoded(0)
+        if self.memory.used * len(self.samples) > self.memory.budget:
+            return False
+        for index in range(len(self.samples)):
+            self._decoded(index)
+        return self.in_memory
+
+    def _decoded(self, index: int):
+        entry = self.memory.get(index)
+        if entry is None:
+            entry = DecodedStore.pack(*resized_tensors(*load_sample(self.samples[index]), self.image_size))
+            self.memory.put(index, entry)
+        return entry
+
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
@@ -124,11 +142,7 @@ class NormalsDataset(Dataset):
         return len(self.samples)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        entry = self.memory.get(index)
-        if entry is None:
-            entry = DecodedStore.pack(*resized_tensors(*load_sample(self.samples[index]), self.image_size))
-            self.memory.put(index, entry)
-        img, nrm, val = DecodedStore.unpack(entry)
+        img, nrm, val = DecodedStore.unpack(self._decoded(index))
         return finish_item(img, nrm, val, self.image_size, self.augment, self.seed, self.epoch, index)
 
 
