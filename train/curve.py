@@ -31,7 +31,7 @@ def _panel(title: str, epochs: list[int], values: list[float], colour, reference
         y = xy(epochs[0], reference)[1]
         for x in range(x0, x1, 8):
             d.line([(x, y), (min(x + 4, x1), y)], fill=_GREY, width=1)
-        d.text((x1 - 150, y - 13), f"constant answer {reference:.3g}", fill=_GREY)
+        d.text((x1 - 150, y + 3), f"constant answer {reference:.3g}", fill=_GREY)
     points = [xy(e, v) for e, v in zip(epochs, values, strict=True)]
     if len(points) > 1:
         d.line(points, fill=colour, width=2)
