@@ -51,7 +51,8 @@ class Runtime:
     def describe(self) -> str:
         dtype = str(self.amp_dtype).removeprefix("torch.") if self.amp_dtype else "float32"
         name = torch.cuda.get_device_name(self.device) if self.is_cuda else "cpu"
-        return f"device={self.device} ({name}) precision={dtype} channels_last={self.channels_last}"
+        layout = "auto" if self.channels_last is None else self.channels_last
+        return f"device={self.device} ({name}) precision={dtype} channels_last={layout}"
 
 
 def available_cpus() -> int:

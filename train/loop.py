@@ -283,7 +283,6 @@ class Trainer:
                 self.scheduler.get_last_lr()[0], rate, time.strftime("%H:%M:%S", time.gmtime(remaining)),
             )
 
-    @torch.inference_mode()
     def _eval_dataset(self, samples, split: str):
         """One dataset per split and sample list for the whole job, so decoded samples stay in memory."""
         job, c = self.job, self.job.config
@@ -297,6 +296,7 @@ class Trainer:
         self._eval_sets[split] = (samples, dataset)
         return dataset
 
+    @torch.inference_mode()
     def evaluate(self, samples, split: str, panels: int = 0) -> tuple[dict[str, float], list]:
         job, c, rt = self.job, self.job.config, self.runtime
         dataset = self._eval_dataset(samples, split)

@@ -13,9 +13,10 @@ from model.runtime import select_runtime
 from train.config import parse_hyperparameters
 from train.loop import TrainJob, TrainPaths, run
 
-#: Measured (see the README's training section): the default recipe reaches ~0.45x of the constant
-#: answer's error in this setting (the previous recipe, in the previous test's easier setting, 0.80x).
-RATIO_BOUND = 0.6
+#: Measured on a 2-core CPU: the default recipe reaches 0.59x of the constant answer's error here in
+#: ~14 s (the previous default, base 32 without coordinates, angular loss or weight average: 0.62x in
+#: 38 s; the previous test asserted 0.9x and measured 0.80x with validation in the training style).
+RATIO_BOUND = 0.68
 
 
 @pytest.mark.slow

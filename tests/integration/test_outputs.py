@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 
+import torch
 from PIL import Image
 
+from model.normals.family import SurfaceNormals
 from tests.integration.test_training import TINY, make_job, scenes  # noqa: F401
 from train.curve import draw_training_curve
-from train.loop import run
+from train.loop import Trainer, run
 
 
 def test_metrics_json_has_the_constant_baseline_and_the_curve_is_drawn(tmp_path, scenes):  # noqa: F811
@@ -29,3 +31,19 @@ def test_curve_marks_the_baseline_in_grey_and_skips_missing_validation():
     train_only = draw_training_curve([{"epoch": 1, "train:loss": 0.5}], "validation:mean_angular_error", None)
     assert train_only.size == (360, 240)
     assert draw_training_curve([], "validation:mean_angular_error", None) is None
+
+
+class RecordsModes(SurfaceNormals):
+    def __init__(self):
+        self.inference_modes = []
+
+    def loss(self, outputs, batch):
+        self.inference_modes.append(torch.is_inference_mode_enabled())
+        return super().loss(outputs, batch)
+
+
+def test_validation_runs_without_autograd(tmp_path, scenes):  # noqa: F811
+    family = RecordsModes()
+    trainer = Trainer(make_job(tmp_path, {**TINY, "epochs": "1"}, {"train": scenes / "train"}, family))
+    trainer.evaluate(trainer.splits.validation, "validation")
+    assert family.inference_modes and all(family.inference_modes)
