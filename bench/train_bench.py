@@ -1,10 +1,14 @@
-"""Training throughput: our loop vs a bare PyTorch loop with the same model, batch, data and precision.
+"""Training throughput: our loop vs a bare loop vs the compute ceiling, same model, batch and precision.
 
     python -m bench.train_bench [--samples 96] [--size 64] [--batch 16] [--rounds 3] [--epochs 2]
 
-Prints images/s of each (median over interleaved rounds, first epoch of each run discarded as warm-up)
-and the ratio ours / bare. Runs unchanged on CPU-only machines; on a CUDA machine it uses the GPU with
-the runtime's automatic precision (bf16 where supported).
+- *bare*: a plain PyTorch loop over the project's dataset and loader (shows the loop adds nothing);
+- *ceiling*: the same network, batch and precision stepping on tensors already in memory, in whichever
+  layout (NCHW or channels_last) is faster here: what the machine can do at all for this recipe.
+
+Prints images/s of each (median over interleaved rounds, first epoch of each run discarded as warm-up),
+ours / bare and ours / ceiling. Runs unchanged on CPU-only machines; on a CUDA machine it uses the GPU
+with the runtime's automatic precision (bf16 where supported).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from train.loop import Trainer, TrainJob, TrainPaths
 def hyperparameters(args) -> dict[str, str]:
     return {"epochs": str(args.epochs), "batch_size": str(args.batch), "image_size": str(args.size),
             "validation_fraction": "0", "checkpoint_steps": "0", "log_every_steps": "1000000", "panels": "0",
-            "data_workers": str(args.workers), "base_channels": str(args.base_channels)}
+            "data_workers": str(args.workers), "base_channels": str(args.base_channels), "max_minutes": "0"}
 
 
 def ours(args, data: Path, out: Path) -> float:
@@ -45,9 +49,11 @@ def ours(args, data: Path, out: Path) -> float:
 
 def bare(args, data: Path) -> float:
     config, family, arch = parse_hyperparameters(hyperparameters(args))
-    runtime = select_runtime(config.precision, channels_last=config.channels_last)
     torch.manual_seed(0)
-    model = family.build(arch).to(runtime.device, memory_format=torch.channels_last).train()
+    model = family.build(arch)
+    runtime = select_runtime(config.precision, channels_last=config.channels_last).for_model(model, training=True)
+    layout = torch.channels_last if runtime.channels_last else torch.contiguous_format
+    model = model.to(runtime.device, memory_format=layout).train()
     opt = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     scaler = torch.amp.GradScaler(runtime.device.type, enabled=runtime.needs_grad_scaler)
     dataset = family.dataset(family.index(data), image_size=config.image_size, augment=True, seed=0)
@@ -59,7 +65,7 @@ def bare(args, data: Path) -> float:
         start, images = time.perf_counter(), 0
         for batch in loader:
             batch = {k: v.to(runtime.device, non_blocking=True) for k, v in batch.items()}
-            x = batch["input"].contiguous(memory_format=torch.channels_last)
+            x = batch["input"].contiguous(memory_format=layout)
             with runtime.autocast():
                 loss = family.loss(model(x), batch)
             opt.zero_grad(set_to_none=True)
@@ -73,12 +79,44 @@ def bare(args, data: Path) -> float:
     return statistics.median(rates[1:])
 
 
+def ceiling(args, steps: int = 6) -> dict[str, float]:
+    """Images/s per layout stepping on in-memory tensors: nothing but the network (the max is the ceiling)."""
+    config, family, arch = parse_hyperparameters(hyperparameters(args))
+    runtime = select_runtime(config.precision)
+    rates = {}
+    for name, layout in (("nchw", torch.contiguous_format), ("channels_last", torch.channels_last)):
+        torch.manual_seed(0)
+        model = family.build(arch).to(runtime.device, memory_format=layout).train()
+        opt = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+        scaler = torch.amp.GradScaler(runtime.device.type, enabled=runtime.needs_grad_scaler)
+        shape = (args.batch, 3, args.size, args.size)
+        batch = {"input": torch.randn(shape, device=runtime.device).contiguous(memory_format=layout),
+                 "normals": torch.nn.functional.normalize(torch.randn(shape, device=runtime.device), dim=1),
+                 "valid": torch.ones((args.batch, 1, args.size, args.size), dtype=torch.bool, device=runtime.device)}
+        start = 0.0
+        for i in range(steps + 2):  # two warm-up steps
+            if i == 2:
+                if runtime.is_cuda:
+                    torch.cuda.synchronize()
+                start = time.perf_counter()
+            with runtime.autocast():
+                loss = family.loss(model(batch["input"]), batch)
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+        if runtime.is_cuda:
+            torch.cuda.synchronize()
+        rates[name] = steps * args.batch / (time.perf_counter() - start)
+    return rates
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=96)
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--base-channels", type=int, default=32)
+    parser.add_argument("--base-channels", type=int, default=16)
     parser.add_argument("--epochs", type=int, default=3, help="per run; the first is warm-up")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workers", type=int, default=-1)
@@ -90,13 +128,18 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "train"
         write_dataset(data, args.samples, args.size, seed=0)
-        a, b = [], []
+        a, b, c = [], [], []
         for r in range(args.rounds):
             b.append(bare(args, data))
             a.append(ours(args, data, Path(tmp) / f"run{r}"))
-            print(f"round {r + 1}: bare {b[-1]:.1f} images/s, ours {a[-1]:.1f} images/s")
-    ma, mb = statistics.median(a), statistics.median(b)
-    print(f"median: bare {mb:.1f} images/s, ours {ma:.1f} images/s, ratio ours/bare {ma / mb:.3f}")
+            rates = ceiling(args)
+            c.append(max(rates.values()))
+            layouts = ", ".join(f"{k} {v:.1f}" for k, v in rates.items())
+            print(f"round {r + 1}: bare {b[-1]:.1f} images/s, ours {a[-1]:.1f} images/s, "
+                  f"ceiling {c[-1]:.1f} images/s ({layouts})")
+    ma, mb, mc = statistics.median(a), statistics.median(b), statistics.median(c)
+    print(f"median: bare {mb:.1f} images/s, ours {ma:.1f} images/s, ceiling {mc:.1f} images/s; "
+          f"ours/bare {ma / mb:.3f}, ours/ceiling {ma / mc:.3f}")
 
 
 if __name__ == "__main__":

@@ -103,6 +103,13 @@ class ModelFamily(ABC):
     @abstractmethod
     def metrics(self) -> MetricAccumulator: ...
 
+    def constant_prediction(self, batch: Batch) -> torch.Tensor | None:
+        """Optional: the best input-independent answer for ``batch`` (e.g. "every normal faces the camera").
+
+        Its validation metrics are reported beside the model's, so a number has context; None = no baseline.
+        """
+        return None
+
     @abstractmethod
     def panel(self, batch: Batch, outputs: torch.Tensor, index: int) -> np.ndarray:
         """An HxWx3 uint8 picture (input | truth | prediction) of one sample, for people to look at."""

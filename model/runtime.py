@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # mirrored by train.config.PRECISIONS
+#: Memory layout measured on a 2-core CPU (torch 2.13, 128 px, batch 16): channels_last trains a 1.8 M
+#: parameter U-Net 1.3x faster than NCHW but a 7.2 M one 0.7x as fast (wider layers favour NCHW's
+#: convolution kernels there); for inference it is ~1.8x faster at 1.9 M parameters. On GPUs it is the
+#: tensor-core layout. So: always on GPUs and for CPU inference; CPU training up to this many parameters.
+CPU_TRAINING_CHANNELS_LAST_MAX_PARAMETERS = 4_000_000
 
 
 @dataclass(frozen=True)
@@ -16,7 +23,8 @@ class Runtime:
     device: torch.device
     #: dtype for autocast, or None to run in float32.
     amp_dtype: torch.dtype | None
-    channels_last: bool
+    #: True/False, or None for "decide per network and direction" (see ``for_model``).
+    channels_last: bool | None
 
     @property
     def needs_grad_scaler(self) -> bool:
@@ -31,10 +39,20 @@ class Runtime:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
 
+    def for_model(self, model: nn.Module, *, training: bool) -> Runtime:
+        """This runtime with the layout decided for ``model``: the one place layout is chosen."""
+        if self.channels_last is not None:
+            return self
+        if self.is_cuda or not training:
+            return dataclasses.replace(self, channels_last=True)
+        parameters = sum(p.numel() for p in model.parameters())
+        return dataclasses.replace(self, channels_last=parameters <= CPU_TRAINING_CHANNELS_LAST_MAX_PARAMETERS)
+
     def describe(self) -> str:
         dtype = str(self.amp_dtype).removeprefix("torch.") if self.amp_dtype else "float32"
         name = torch.cuda.get_device_name(self.device) if self.is_cuda else "cpu"
-        return f"device={self.device} ({name}) precision={dtype} channels_last={self.channels_last}"
+        layout = "auto" if self.channels_last is None else self.channels_last
+        return f"device={self.device} ({name}) precision={dtype} channels_last={layout}"
 
 
 def cuda_fallback_note() -> str | None:
@@ -60,7 +78,7 @@ def available_cpus() -> int:
 def select_runtime(
     precision: str = "auto",
     device: str | None = None,
-    channels_last: bool = True,
+    channels_last: bool | str | None = "auto",
     cpu_threads: int | None = None,
 ) -> Runtime:
     """Pick device and precision and configure torch for them.
@@ -87,4 +105,13 @@ def select_runtime(
         if precision == "auto":
             precision = "fp32"
     amp = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
-    return Runtime(device=dev, amp_dtype=amp, channels_last=channels_last)
+    return Runtime(device=dev, amp_dtype=amp, channels_last=_layout(channels_last))
+
+
+def _layout(value: bool | str | None) -> bool | None:
+    if value is None or isinstance(value, bool):
+        return value
+    choice = {"auto": None, "true": True, "false": False}.get(str(value).lower(), "bad")
+    if choice == "bad":
+        raise ValueError(f"channels_last {value!r} is not one of auto, true, false")
+    return choice

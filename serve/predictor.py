@@ -27,10 +27,9 @@ class Predictor:
         self.family = loaded.family
         self.preprocessing: dict[str, Any] = loaded.preprocessing
         self.meta = loaded.meta
-        self.runtime = runtime
         network = loaded.network.to(runtime.device)
+        self.runtime = runtime = runtime.for_model(network, training=False)
         if runtime.channels_last:
-            # ~1.8x on the measured CPU (perf-notes.md); also the fast layout for tensor cores.
             network = network.to(memory_format=torch.channels_last)
         self.network = network.eval()  # once, here: never per request
         for p in self.network.parameters():
@@ -46,7 +45,7 @@ class Predictor:
         cpu_threads: int | None = None,
     ) -> Predictor:
         """Load ``model_dir`` (weights only, read only) onto the device chosen by ``select_runtime``."""
-        runtime = select_runtime(precision=precision, device=device, channels_last=True, cpu_threads=cpu_threads)
+        runtime = select_runtime(precision=precision, device=device, cpu_threads=cpu_threads)
         return cls(load_model_dir(Path(model_dir), map_location="cpu"), runtime)
 
     @property

@@ -31,7 +31,11 @@ def _hp(default: Any, help: str, check: Callable[[Any], bool] | None = None, rul
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = _hp(10, "Passes over the training set.", lambda v: 1 <= v <= 100_000, "1..100000")
+    epochs: int = _hp(100, "Passes over the training set (at most this many when `max_minutes` is set).",
+                      lambda v: 1 <= v <= 100_000, "1..100000")
+    max_minutes: float = _hp(8.5, "Time budget: after the first epoch, as many whole epochs as fit in this many "
+                             "minutes of training and validation (start-up and the final evaluation come on "
+                             "top); 0 = run all `epochs`.", lambda v: 0 <= v <= 100_000, "0..100000")
     batch_size: int = _hp(16, "Images per step on each GPU/process (global batch = this x processes).",
                           lambda v: 1 <= v <= 4096, "1..4096")
     learning_rate: float = _hp(1e-3, "Peak AdamW learning rate (for the global batch).", lambda v: 0 < v <= 10,
@@ -46,11 +50,15 @@ class TrainConfig:
     # 32 bits: numpy's generators refuse negative seeds, and the sampler multiplies the seed into an int64.
     seed: int = _hp(0, "Seed for initialisation, the split, shuffling and augmentation.",
                     lambda v: 0 <= v <= 2**32 - 1, "0..4294967295")
-    augment: bool = _hp(True, "Random crops and left-right mirroring during training.")
-    data_workers: int = _hp(-1, "DataLoader worker processes; -1 = min(4, CPUs).", lambda v: -1 <= v <= 64, "-1..64")
+    ema_decay: float = _hp(0.995, "Exponential moving average of the weights, used for validation and the saved "
+                           "model; 0 = off.", lambda v: 0 <= v < 1, "[0, 1)")
+    augment: bool = _hp(True, "Random zoomed crops, left-right mirroring and colour jitter during training.")
+    data_workers: int = _hp(-1, "DataLoader worker processes; -1 = none once the data is decoded in memory, "
+                            "else min(4, CPUs).", lambda v: -1 <= v <= 64, "-1..64")
     precision: str = _hp("auto", "auto (bf16 on GPUs that have it, else fp16; fp32 on CPU), fp32, bf16, fp16.",
                          lambda v: v in PRECISIONS, " | ".join(PRECISIONS))
-    channels_last: bool = _hp(True, "NHWC memory layout (faster convolutions on CPU and tensor cores).")
+    channels_last: str = _hp("auto", "NHWC memory layout: auto (where measured faster, see model/runtime.py), "
+                             "true, false.", lambda v: v.lower() in ("auto", "true", "false"), "auto | true | false")
     compile: bool = _hp(False, "torch.compile the network (slow first step; pays off on long GPU runs).")
     checkpoint_steps: int = _hp(200, "Also checkpoint every N optimizer steps (0 = only at epoch ends).",
                                 lambda v: 0 <= v <= 1_000_000, "0..1000000")

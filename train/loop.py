@@ -13,21 +13,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from PIL import Image
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from model.artifact import atomic_write_bytes, save_model_dir
 from model.family import ModelFamily, family_path
 from model.runtime import Runtime
-from train import metrics_log
+from train import metrics_log, schedule
 from train.checkpoint import CheckpointManager
 from train.config import TrainConfig
 from train.data import EpochSampler, Splits, make_loader
 from train.distributed import Dist
+from train.ema import WeightAverage
 from train.errors import TrainingStopped, UserError
+from train.outputs import constant_baseline, write_outputs
 from train.scope import DataScope
 from train.stream import PipeChannel, Record, RecordDataset, StreamDataset
 
@@ -56,27 +55,6 @@ class TrainJob:
     dist: Dist = field(default_factory=Dist)
     #: Set from a SIGTERM handler; the loop checkpoints and raises TrainingStopped at the next step.
     stop: threading.Event = field(default_factory=threading.Event)
-
-
-#: Pipe mode does not know the epoch length before the first pass ends: until then a short warm-up and
-#: the peak rate; afterwards the usual schedule over (first pass's steps x epochs).
-STREAM_WARMUP_STEPS = 20
-
-
-def _lr_lambda(config: TrainConfig, total_steps):
-    def factor(step: int) -> float:
-        total = total_steps() if callable(total_steps) else total_steps
-        if not total:
-            return min(1.0, (step + 1) / STREAM_WARMUP_STEPS)
-        warmup = max(1, int(0.03 * total))
-        if step < warmup:
-            return (step + 1) / warmup
-        if config.lr_schedule == "constant":
-            return 1.0
-        progress = min(1.0, (step - warmup) / max(1, total - warmup))
-        return 0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-    return factor
 
 
 def _require_compiler() -> None:
@@ -111,6 +89,7 @@ class Trainer:
                             "add training samples or lower validation_fraction")
         torch.manual_seed(c.seed)  # same initial weights on every rank and every retry
         self.raw_model: nn.Module = job.family.build(job.arch).to(rt.device)
+        self.runtime = rt = rt.for_model(self.raw_model, training=True)
         if rt.channels_last:
             self.raw_model = self.raw_model.to(memory_format=torch.channels_last)
         self.optimizer = torch.optim.AdamW(self.raw_model.parameters(), lr=c.learning_rate,
@@ -120,8 +99,13 @@ class Trainer:
         _, world = self.scope.shard_of("train")
         self.per_rank = job.dist.all_reduce_max(math.ceil(len(self.splits.train) / world), rt.device)
         self.steps_per_epoch = 0 if self.streaming else math.ceil(self.per_rank / c.batch_size)
-        self.total_steps = self.steps_per_epoch * c.epochs
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _lr_lambda(c, lambda: self.total_steps))
+        # Under a time budget the epoch count is decided after the first epoch (train/schedule.py).
+        self.planned_epochs = 0 if schedule.uses_budget(c) else c.epochs
+        self.total_steps = self.steps_per_epoch * self.planned_epochs
+        self.clock = time.perf_counter  # replaceable in tests
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule.lr_factor(
+            c, lambda: self.total_steps, lambda: schedule.warmup_steps(c, self.steps_per_epoch)))
+        self.ema = WeightAverage(self.raw_model, c.ema_decay) if c.ema_decay > 0 else None
         self.scaler = torch.amp.GradScaler(rt.device.type, enabled=rt.needs_grad_scaler)
         self.checkpoints = CheckpointManager(job.paths.checkpoint_dir, c.keep_checkpoints)
         self.step = 0
@@ -129,6 +113,8 @@ class Trainer:
         self.samples_in_epoch = 0  # per rank, of the current epoch, already trained on
         self.epoch_loss = torch.zeros(2, dtype=torch.float64)  # (sum, count) for the epoch's train:loss
         self.history: list[dict[str, float]] = []
+        self.baseline: dict[str, float] | None = None
+        self._eval_sets: dict[str, Any] = {}
         model: nn.Module = self.raw_model
         if job.dist.enabled:
             ids = [rt.device.index] if rt.is_cuda else None
@@ -147,7 +133,7 @@ class Trainer:
 
     def _anywhere(self, samples) -> bool:
         """Whether any rank has samples (hosts with shards may differ; all must take the same branch)."""
-        return self.job.dist.any(bool(samples), self.job.runtime.device)
+        return self.job.dist.any(bool(samples), self.runtime.device)
 
     # -- checkpoints ---------------------------------------------------------------------------
     def _identity(self) -> dict[str, Any]:
@@ -164,6 +150,8 @@ class Trainer:
             "batch_size": self.job.config.batch_size,
             "epoch_loss": self.epoch_loss.clone(),
             "history": json.dumps(self.history),
+            "planned_epochs": self.planned_epochs,
+            "ema": self.ema.state_dict() if self.ema else None,
             "model": self.raw_model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
@@ -191,10 +179,14 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
+        if self.ema is not None and state.get("ema"):
+            self.ema.load_state_dict(state["ema"])
         self.step, self.epoch = int(state["step"]), int(state["epoch"])
+        # The budget's decision is kept, never re-made: the schedule stays the one already followed.
+        self.planned_epochs = int(state.get("planned_epochs") or self.planned_epochs)
         if self.streaming and state.get("steps_per_epoch"):
             self.steps_per_epoch = int(state["steps_per_epoch"])
-            self.total_steps = self.steps_per_epoch * self.job.config.epochs
+        self.total_steps = self.steps_per_epoch * self.planned_epochs
         self.history = json.loads(state["history"])
         same_layout = (state["world_size"], state["batch_size"]) == (self.job.dist.world_size,
                                                                      self.job.config.batch_size)
@@ -211,7 +203,7 @@ class Trainer:
 
     # -- loop ----------------------------------------------------------------------------------
     def _check_stop(self) -> None:
-        if self.job.dist.any(self.job.stop.is_set(), self.job.runtime.device):
+        if self.job.dist.any(self.job.stop.is_set(), self.runtime.device):
             self.save_checkpoint()
             raise TrainingStopped(
                 f"training stopped by SIGTERM at step {self.step} (epoch {self.epoch + 1}); a checkpoint was "
@@ -219,7 +211,7 @@ class Trainer:
             )
 
     def train_epoch(self) -> float:
-        job, c, rt = self.job, self.job.config, self.job.runtime
+        job, c, rt = self.job, self.job.config, self.runtime
         if self.streaming:
             self.train_data.set_epoch(self.epoch, skip=self.samples_in_epoch)
             # A FIFO has one reader: records are decoded in this process, no loader workers.
@@ -252,6 +244,8 @@ class Trainer:
             self.scaler.step(self.optimizer)
             self.scaler.update()
             self.scheduler.step()
+            if self.ema is not None:
+                self.ema.update(self.raw_model)
             n = batch["input"].shape[0]
             self.step += 1
             self.samples_in_epoch += n
@@ -284,27 +278,39 @@ class Trainer:
         remaining = max(self.total_steps - self.step, 0) * self.job.config.batch_size * self.job.dist.world_size / rate
         if self.job.dist.is_main:
             log.info(
-                "step %d/%d epoch %d/%d loss %.4f lr %.2e images/s %.1f eta %s",
-                self.step, self.total_steps, self.epoch + 1, self.job.config.epochs, loss_value,
+                "step %d/%s epoch %d/%s loss %.4f lr %.2e images/s %.1f eta %s",
+                self.step, self.total_steps or "?", self.epoch + 1, self.planned_epochs or "?", loss_value,
                 self.scheduler.get_last_lr()[0], rate, time.strftime("%H:%M:%S", time.gmtime(remaining)),
             )
 
-    @torch.inference_mode()
-    def evaluate(self, samples, split: str, panels: int = 0) -> tuple[dict[str, float], list]:
-        job, c, rt = self.job, self.job.config, self.job.runtime
+    def _eval_dataset(self, samples, split: str):
+        """One dataset per split and sample list for the whole job, so decoded samples stay in memory."""
+        job, c = self.job, self.job.config
+        cached = self._eval_sets.get(split)
+        if cached is not None and cached[0] is samples:
+            return cached[1]
         if samples and isinstance(samples[0], Record):
             dataset = RecordDataset(job.family, list(samples), image_size=c.image_size, seed=c.seed)
         else:
             dataset = job.family.dataset(samples, image_size=c.image_size, augment=False, seed=c.seed)
+        self._eval_sets[split] = (samples, dataset)
+        return dataset
+
+    @torch.inference_mode()
+    def evaluate(self, samples, split: str, panels: int = 0) -> tuple[dict[str, float], list]:
+        job, c, rt = self.job, self.job.config, self.runtime
+        dataset = self._eval_dataset(samples, split)
         channel = split if split == "test" or self.splits.validation_source == "channel" else "train"
         rank, world = self.scope.shard_of(channel)
         sampler = EpochSampler(len(samples), seed=c.seed, epoch=0, shuffle=False, rank=rank, world_size=world)
         loader = make_loader(dataset, sampler, c.batch_size, c, pin=rt.is_cuda)
         # The bare network, not the DDP wrapper: ranks may hold different numbers of evaluation batches
         # (host-local shards), and DDP's forward would broadcast BatchNorm buffers collectively.
-        model = self.raw_model if job.dist.enabled else self.model
+        # The weight average, when there is one, is the model that gets validated and saved.
+        model = self.ema.model if self.ema else self.raw_model if job.dist.enabled else self.model
         model.eval()
         metrics = job.family.metrics()
+        reference = job.family.metrics()  # the family's constant answer, for context
         loss_sum = torch.zeros(2, dtype=torch.float64)
         pictures = []
         for batch in loader:
@@ -315,10 +321,15 @@ class Trainer:
             n = batch["input"].shape[0]
             loss_sum += torch.tensor([float(loss) * n, n], dtype=torch.float64)
             metrics.update(outputs.float(), batch)
+            constant = job.family.constant_prediction(batch) if self.baseline is None else None
+            if constant is not None:
+                reference.update(constant, batch)
             for i in range(min(n, panels - len(pictures))):
                 pictures.append(job.family.panel(batch, outputs, i))
         state = job.dist.all_reduce_sum(torch.cat([loss_sum, metrics.state()]).to(rt.device)).cpu()
         metrics.load_state(state[2:])
+        if self.baseline is None and split == "validation":
+            self.baseline = constant_baseline(job, reference, rt.device)
         result = {f"{split}:loss": float(state[0] / max(state[1], 1))}
         result.update({f"{split}:{k}": v for k, v in metrics.compute().items()})
         return result, pictures
@@ -327,18 +338,20 @@ class Trainer:
         job, c = self.job, self.job.config
         resumed = self.resume()
         if job.dist.is_main:
-            log.info("%s; world size %d; train=%s validation=%d (%s) test=%d on this host; %s steps/epoch x %d "
-                     "epochs; resumed=%s", job.runtime.describe(), job.dist.world_size,
+            log.info("%s; world size %d; train=%s validation=%d (%s) test=%d on this host; %s steps/epoch x %s "
+                     "epochs; resumed=%s", self.runtime.describe(), job.dist.world_size,
                      "Pipe stream" if self.streaming else len(self.splits.train), len(self.splits.validation),
-                     self.splits.validation_source, len(self.splits.test), self.steps_per_epoch or "?", c.epochs,
+                     self.splits.validation_source, len(self.splits.test), self.steps_per_epoch or "?",
+                     self.planned_epochs or f"(as many as fit in {c.max_minutes:g} min, at most {c.epochs})",
                      resumed)
-        while self.epoch < c.epochs:
+        fit_start, fit_start_step = self.clock(), self.step
+        while self.planned_epochs == 0 or self.epoch < self.planned_epochs:
             start_step, whole_epoch = self.step, self.samples_in_epoch == 0
             rate = self.train_epoch()
             if self.streaming:
                 if not self.total_steps and whole_epoch:
                     self.steps_per_epoch = self.step - start_step  # equal on all ranks (see train_epoch)
-                    self.total_steps = self.steps_per_epoch * c.epochs
+                    self.total_steps = self.steps_per_epoch * self.planned_epochs
                     log.info("Pipe stream: %d steps per epoch; learning-rate schedule over %d steps",
                              self.steps_per_epoch, self.total_steps)
                 if self.splits.validation_source.startswith("held out"):
@@ -346,18 +359,33 @@ class Trainer:
                 if self.step == start_step and whole_epoch and not self.job.dist.enabled:
                     raise UserError("the Pipe-mode train stream held no training records",
                                     "check the channel's S3 prefix and the record format in the README")
-            reduced = job.dist.all_reduce_sum(self.epoch_loss.to(job.runtime.device)).cpu()
+            reduced = job.dist.all_reduce_sum(self.epoch_loss.to(self.runtime.device)).cpu()
             epoch_metrics = {"train:loss": float(reduced[0] / max(reduced[1], 1)), "train:images_per_second": rate}
             if self._anywhere(self.splits.validation):
                 epoch_metrics.update(self.evaluate(self.splits.validation, "validation")[0])
             if job.dist.is_main:
                 metrics_log.emit(self.epoch + 1, epoch_metrics)
-            self.history.append({"epoch": self.epoch + 1, **epoch_metrics})
+            self.history.append({"epoch": self.epoch + 1, **epoch_metrics,
+                                 "elapsed_seconds": round(self.clock() - fit_start, 3)})
+            if self.planned_epochs == 0:
+                # A job resumed inside its first epoch timed only part of it: scale to a whole epoch.
+                share = (self.step - fit_start_step) / max(self.steps_per_epoch, 1)
+                self._plan((self.clock() - fit_start) / max(share, 1e-3))
             self.epoch += 1
             self.samples_in_epoch = 0
             self.epoch_loss.zero_()
             self.save_checkpoint()
         return self.finish()
+
+    def _plan(self, first_epoch_seconds: float) -> None:
+        """Fix the epoch count from the first epoch's duration; every rank takes the slowest's decision."""
+        c, dist = self.job.config, self.job.dist
+        mine = schedule.planned_epochs(c, first_epoch_seconds)
+        self.planned_epochs = -dist.all_reduce_max(-mine, self.runtime.device)
+        self.total_steps = self.steps_per_epoch * self.planned_epochs
+        if dist.is_main:
+            log.info("time budget %.1f min: first epoch took %.1f s; training %d epochs (%d steps)",
+                     c.max_minutes, first_epoch_seconds, self.planned_epochs, self.total_steps)
 
     def finish(self) -> dict[str, Any]:
         job, c = self.job, self.job.config
@@ -369,31 +397,21 @@ class Trainer:
             test_metrics, _ = self.evaluate(self.splits.test, "test")
             final.update(test_metrics)
             if job.dist.is_main:
-                metrics_log.emit(c.epochs, test_metrics)
+                metrics_log.emit(self.planned_epochs, test_metrics)
         summary = {
-            "epochs": c.epochs,
+            "epochs": self.planned_epochs,
             "steps": self.step,
             "world_size": job.dist.world_size,
             "validation_source": self.splits.validation_source,
             "final_metrics": final,
+            "constant_baseline": self.baseline or {},
             "hyperparameters": dataclasses.asdict(c) | dataclasses.asdict(job.arch),
         }
         if job.dist.is_main:
-            self._write_outputs(summary, panels)
+            weights = self.ema.model if self.ema else self.raw_model
+            write_outputs(job, weights, summary, self.history, panels)
         job.dist.barrier()
         return summary
-
-    def _write_outputs(self, summary: dict[str, Any], panels: list) -> None:
-        job = self.job
-        save_model_dir(job.paths.model_dir, job.family, job.arch, self.raw_model,
-                       job.family.preprocessing(job.arch, job.config.image_size), summary)
-        out = job.paths.output_data_dir
-        out.mkdir(parents=True, exist_ok=True)
-        report = {**summary, "history": self.history}
-        atomic_write_bytes(out / "metrics.json", (json.dumps(report, indent=2) + "\n").encode())
-        for i, picture in enumerate(panels):
-            Image.fromarray(np.asarray(picture, dtype=np.uint8)).save(out / f"panel_{i:02d}.png")
-        log.info("model saved to %s; metrics and %d panels in %s", job.paths.model_dir, len(panels), out)
 
 
 def run(job: TrainJob) -> dict[str, Any]:

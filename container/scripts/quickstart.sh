@@ -4,12 +4,12 @@
 # dataset in ./ml (a SageMaker-style /opt/ml tree), `docker run ... train`, the result, then
 # `docker run ... serve` and one prediction saved as a PNG normal map.
 #
-#   bash container/scripts/quickstart.sh            # IMAGE=byoc:latest ML_DIR=./ml EPOCHS=8
+#   bash container/scripts/quickstart.sh            # IMAGE=byoc:latest ML_DIR=./ml MINUTES=3
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 image=${IMAGE:-byoc:latest}
 ml=$(realpath -m "${ML_DIR:-ml}")
-epochs=${EPOCHS:-8}
+minutes=${MINUTES:-3}
 
 bash container/scripts/ensure-docker.sh
 # A host-side wheelhouse makes the build independent of PyPI access from inside containers; it
@@ -23,11 +23,11 @@ echo "==> synthetic dataset and SageMaker config in $ml"
 rm -rf "$ml"
 mkdir -p "$ml/input/config" "$ml/input/data" "$ml/model" "$ml/output/data"
 docker run --rm -v "$ml:/opt/ml" "$image" python -m model.normals.synthetic /opt/ml/input/data/train \
-  --count 256 --size 96 --seed 1
+  --count 256 --size 128 --seed 1
 docker run --rm -v "$ml:/opt/ml" "$image" python -m model.normals.synthetic /opt/ml/input/data/validation \
-  --count 32 --size 96 --seed 2
+  --count 32 --size 128 --seed 2
 cat >"$ml/input/config/hyperparameters.json" <<JSON
-{"epochs": "$epochs", "batch_size": "8", "image_size": "64", "base_channels": "16", "learning_rate": "0.003"}
+{"image_size": "64", "max_minutes": "$minutes"}
 JSON
 echo '{"train": {"TrainingInputMode": "File"}, "validation": {"TrainingInputMode": "File"}}' \
   >"$ml/input/config/inputdataconfig.json"
@@ -41,10 +41,14 @@ echo "==> result"
 ls -l "$ml/model"
 docker run --rm -v "$ml:/opt/ml" "$image" python -c '
 import json
-m = json.load(open("/opt/ml/output/data/metrics.json"))["final_metrics"]
-print("validation mean angular error %.1f deg, median %.1f deg, within 22.5 deg %.0f%%" % (
-    m["validation:mean_angular_error"], m["validation:median_angular_error"], 100 * m["validation:within_22.5deg"]))'
-echo "panels (input | truth | prediction): $ml/output/data/panel_*.png"
+r = json.load(open("/opt/ml/output/data/metrics.json"))
+m, b = r["final_metrics"], r["constant_baseline"]
+print("%d epochs; validation mean angular error %.1f deg, median %.1f deg, within 11.25 deg %.0f%%" % (
+    r["epochs"], m["validation:mean_angular_error"], m["validation:median_angular_error"],
+    100 * m["validation:within_11.25deg"]))
+print("constant \"facing the camera\" answer: mean %.1f deg, within 11.25 deg %.0f%%" % (
+    b["mean_angular_error"], 100 * b["within_11.25deg"]))'
+echo "panels (input | truth | prediction): $ml/output/data/panel_*.png; curve: $ml/output/data/training_curve.png"
 
 echo "==> docker run -p 8080:8080 $image serve, then POST a validation image to /invocations"
 port=${PORT:-8080}

@@ -5,8 +5,11 @@ A channel directory holds ``images/<stem>.png|jpg|jpeg``, ``normals/<stem>.png``
 
 Resize/crop rule: each sample is scaled so its shorter side equals ``image_size`` (image: bilinear
 with antialiasing; normals and mask: nearest, so no invalid pixel bleeds into a valid one), then cut
-to ``image_size`` x ``image_size``: a random window during training, the centre for evaluation.
-Training also mirrors half the samples left-right (negating the normals' x component).
+to ``image_size`` x ``image_size``: the centre for evaluation. Training cuts a random window of
+``image_size / zoom`` (zoom in [1, 1.3]) and scales it to ``image_size``, mirrors half the samples
+left-right (negating the normals' x component) and jitters brightness, contrast, colour and gamma
+(see ``augment.py`` for why the normals stay consistent). Each sample is decoded once per job and
+kept in memory while that fits (``memory.py``).
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from model.family import DataFormatError
+from model.normals import augment as aug
 from model.normals.encoding import read_mask, read_normals, read_rgb
+from model.normals.memory import DecodedStore
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 INPUT_MEAN = 0.5
@@ -105,6 +110,30 @@ class NormalsDataset(Dataset):
         self.augment = augment
         self.seed = seed
         self.epoch = 0
+        self.memory = DecodedStore()
+
+    @property
+    def in_memory(self) -> bool:
+        """Whether every sample is already decoded (loader processes then only add overhead)."""
+        return len(self.memory) == len(self.samples)
+
+    def preload(self) -> bool:
+        """Decode every sample into memory now, in this process, if the first one says they all fit."""
+        if self.in_memory or not self.samples:
+            return self.in_memory
+        self._decoded(0)
+        if self.memory.used * len(self.samples) > self.memory.budget:
+            return False
+        for index in range(len(self.samples)):
+            self._decoded(index)
+        return self.in_memory
+
+    def _decoded(self, index: int):
+        entry = self.memory.get(index)
+        if entry is None:
+            entry = DecodedStore.pack(*resized_tensors(*load_sample(self.samples[index]), self.image_size))
+            self.memory.put(index, entry)
+        return entry
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -113,8 +142,8 @@ class NormalsDataset(Dataset):
         return len(self.samples)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        image, normals, valid = load_sample(self.samples[index])
-        return make_item(image, normals, valid, self.image_size, self.augment, self.seed, self.epoch, index)
+        img, nrm, val = DecodedStore.unpack(self._decoded(index))
+        return finish_item(img, nrm, val, self.image_size, self.augment, self.seed, self.epoch, index)
 
 
 #: Pipe-mode records: tar members ``<key>.png|jpg|jpeg`` (image), ``<key>.normals.png``, optional
@@ -151,17 +180,33 @@ def sample_from_record(files: dict[str, bytes], key: str) -> tuple[np.ndarray, n
 
 def make_item(image: np.ndarray, normals: np.ndarray, valid: np.ndarray, image_size: int, augment: bool,
               seed: int, epoch: int, index: int) -> dict[str, torch.Tensor]:
-    # Augmentation is a pure function of (seed, epoch, index): resumed runs and any number of
-    # loader workers see exactly the same crops and flips.
-    rng = np.random.default_rng([seed, epoch, index])
+    img, nrm, val = DecodedStore.unpack(DecodedStore.pack(*resized_tensors(image, normals, valid, image_size)))
+    return finish_item(img, nrm, val, image_size, augment, seed, epoch, index)
+
+
+def resized_tensors(image: np.ndarray, normals: np.ndarray, valid: np.ndarray, image_size: int):
+    """(3xHxW float image in [0, 1], 3xHxW normals, 1xHxW float valid), shorter side = ``image_size``."""
     img = torch.from_numpy(image).permute(2, 0, 1).float().div_(255.0)
     nrm = torch.from_numpy(normals).permute(2, 0, 1)
     val = torch.from_numpy(valid)[None].float()
-    img, nrm, val = _resize_shorter_side(img, nrm, val, image_size)
-    img, nrm, val = _crop(img, nrm, val, image_size, rng if augment else None)
-    if augment and rng.random() < 0.5:
-        img, nrm, val = img.flip(-1), nrm.flip(-1), val.flip(-1)
-        nrm = nrm * torch.tensor([-1.0, 1.0, 1.0]).view(3, 1, 1)
+    return _resize_shorter_side(img, nrm, val, image_size)
+
+
+def finish_item(img: torch.Tensor, nrm: torch.Tensor, val: torch.Tensor, image_size: int, augment: bool,
+                seed: int, epoch: int, index: int) -> dict[str, torch.Tensor]:
+    """Crop (and augment) a resized sample into the network's item."""
+    # Augmentation is a pure function of (seed, epoch, index): resumed runs and any number of
+    # loader workers see exactly the same crops and flips.
+    if augment:
+        rng = np.random.default_rng([seed, epoch, index])
+        top, left, side = aug.random_window(*img.shape[-2:], image_size, rng, zoom=True)
+        window = (..., slice(top, top + side), slice(left, left + side))
+        img, nrm, val = aug.scale_window(img[window], nrm[window], val[window], image_size)
+        if rng.random() < 0.5:
+            img, nrm, val = aug.mirror(img, nrm, val)
+        img = aug.photometric(img, rng)
+    else:
+        img, nrm, val = _crop(img, nrm, val, image_size, None)
     return {"input": normalize_input(img), "normals": nrm.contiguous(), "valid": val.bool()}
 
 

@@ -27,7 +27,7 @@ from model.normals.data import (
 )
 from model.normals.encoding import normals_to_rgb
 from model.normals.network import UNet
-from model.normals.objective import AngularMetrics, cosine_loss
+from model.normals.objective import AngularMetrics, angular_loss
 
 
 class SurfaceNormals(ModelFamily):
@@ -65,13 +65,18 @@ class SurfaceNormals(ModelFamily):
         return make_item(image, normals, valid, image_size, augment, seed, epoch, index)
 
     def loss(self, outputs: torch.Tensor, batch: Batch) -> torch.Tensor:
-        return cosine_loss(outputs, batch["normals"], batch["valid"])
+        return angular_loss(outputs, batch["normals"], batch["valid"])
 
     def metrics(self) -> AngularMetrics:
         return AngularMetrics()
 
+    def constant_prediction(self, batch: Batch) -> torch.Tensor:
+        facing = torch.zeros_like(batch["normals"], dtype=torch.float32)
+        facing[:, 2] = 1.0
+        return facing
+
     def panel(self, batch: Batch, outputs: torch.Tensor, index: int) -> np.ndarray:
-        image = (batch["input"][index].float().cpu() * INPUT_STD + INPUT_MEAN).clamp(0, 1)
+        image = (batch["input"][index, :3].float().cpu() * INPUT_STD + INPUT_MEAN).clamp(0, 1)
         image = (image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
         valid = batch["valid"][index, 0].cpu().numpy()
         truth = normals_to_rgb(batch["normals"][index].float().cpu().permute(1, 2, 0).numpy(), valid)
@@ -86,13 +91,15 @@ class SurfaceNormals(ModelFamily):
         pad_h, pad_w = -h % multiple, -w % multiple
         if pad_h or pad_w:
             # Reflection keeps image statistics at the border; it needs the pad to be smaller than the side.
+            # Centred, so the network's frame coordinates keep the image centre where it is.
             mode = "reflect" if pad_h < h and pad_w < w else "replicate"
-            t = F.pad(t[None], (0, pad_w, 0, pad_h), mode=mode)[0]
+            t = F.pad(t[None], (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2), mode=mode)[0]
         return normalize_input(t)
 
     def from_output(self, output: torch.Tensor, image_shape: tuple[int, ...]) -> np.ndarray:
         h, w = image_shape[:2]
-        return output[:, :h, :w].float().permute(1, 2, 0).cpu().numpy()
+        top, left = (output.shape[-2] - h) // 2, (output.shape[-1] - w) // 2
+        return output[:, top : top + h, left : left + w].float().permute(1, 2, 0).cpu().numpy()
 
     def to_image(self, prediction: np.ndarray) -> np.ndarray:
         return normals_to_rgb(prediction)

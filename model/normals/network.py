@@ -31,13 +31,28 @@ class _Up(nn.Module):
         return self.conv(torch.cat([self.reduce(x), skip], dim=1))
 
 
+def frame_coordinates(x: torch.Tensor) -> torch.Tensor:
+    """Nx2xHxW pixel centres relative to the frame centre, in units of half the shorter side (y up).
+
+    Camera-space normals depend on where a pixel is in the picture (the viewing ray turns toward the
+    edges); zero padding only lets a network guess that near the border.
+    """
+    n, _, h, w = x.shape
+    half = min(h, w) / 2.0
+    xs = (torch.arange(w, device=x.device, dtype=x.dtype) + 0.5 - w / 2.0) / half
+    ys = (h / 2.0 - torch.arange(h, device=x.device, dtype=x.dtype) - 0.5) / half
+    grid = torch.stack([xs.view(1, w).expand(h, w), ys.view(h, 1).expand(h, w)])
+    return grid.unsqueeze(0).expand(n, 2, h, w)
+
+
 class UNet(nn.Module):
     """Encoder-decoder with skip connections; the output is L2-normalised along channels."""
 
     def __init__(self, config: UNetConfig) -> None:
         super().__init__()
         widths = [config.base_channels * 2**i for i in range(config.depth + 1)]
-        self.stem = _double_conv(3, widths[0])
+        self.coord_channels = config.coord_channels
+        self.stem = _double_conv(3 + 2 * config.coord_channels, widths[0])
         self.down = nn.ModuleList(_double_conv(widths[i], widths[i + 1]) for i in range(config.depth))
         self.up = nn.ModuleList(
             _Up(widths[i + 1], widths[i], widths[i]) for i in reversed(range(config.depth))
@@ -50,6 +65,9 @@ class UNet(nn.Module):
             self.head.bias.copy_(torch.tensor([0.0, 0.0, 1.0]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.coord_channels:
+            coords = frame_coordinates(x)
+            x = torch.cat([x, coords], dim=1)
         skips = [self.stem(x)]
         for block in self.down:
             skips.append(block(F.max_pool2d(skips[-1], 2)))

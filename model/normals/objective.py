@@ -20,6 +20,21 @@ def cosine_loss(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -
     return ((1.0 - cos) * weight).sum() / weight.sum().clamp_min(1.0)
 
 
+def angular_loss(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Mean angle in radians between prediction and truth over valid pixels: the metric itself.
+
+    Unlike 1 - cos, whose gradient vanishes as the error shrinks (1 - cos(a) ~ a^2 / 2), the angle keeps
+    pulling small errors down. acos has an infinite slope at 0; atan2(|p x t|, p . t) is the same angle
+    with a bounded gradient, and the epsilon under the root keeps it finite where p == t.
+    """
+    p, t = pred.float(), target.float()
+    cross = torch.linalg.cross(p, t, dim=1)
+    sin = torch.sqrt((cross * cross).sum(dim=1, keepdim=True) + 1e-12)
+    angle = torch.atan2(sin, (p * t).sum(dim=1, keepdim=True))
+    weight = valid.float()
+    return (angle * weight).sum() / weight.sum().clamp_min(1.0)
+
+
 def angular_error_deg(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     cos = (pred.float() * target.float()).sum(dim=1).clamp(-1.0, 1.0)
     return torch.rad2deg(torch.acos(cos))

@@ -1,0 +1,61 @@
+"""The time budget: decided once after the first epoch, stored, and followed exactly by resumed jobs."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import pytest
+import torch
+
+from tests.integration.test_training import TINY, StopAfter, _weights, make_job, scenes  # noqa: F401
+from train.errors import TrainingStopped
+from train.loop import Trainer
+
+BUDGET = {**TINY, "epochs": "6", "max_minutes": "1", "augment": "true", "ema_decay": "0.9"}
+
+
+def fake_clock(seconds_per_call: float):
+    """A clock that advances a fixed amount per reading, so the budget's decision is reproducible."""
+    ticks = itertools.count()
+    return lambda: next(ticks) * seconds_per_call
+
+
+def fit(job, seconds_per_call: float):
+    trainer = Trainer(job)
+    trainer.clock = fake_clock(seconds_per_call)
+    return trainer.fit()
+
+
+def test_epochs_that_fit_in_the_budget_are_decided_after_the_first_one(tmp_path, scenes):  # noqa: F811
+    # Three clock readings per first epoch (start, history, plan) 5 s apart: 10 s per epoch, 60 s budget
+    # with a 3% margin: 5 epochs of the 6 allowed.
+    summary = fit(make_job(tmp_path, BUDGET, {"train": scenes / "train"}), 5.0)
+    assert summary["epochs"] == 5
+    report = json.loads((tmp_path / "data" / "metrics.json").read_text())
+    assert [h["epoch"] for h in report["history"]] == [1, 2, 3, 4, 5]
+    assert summary["steps"] == 5 * 2  # 8 training scenes, batch 4
+
+
+def test_budget_never_cuts_below_one_epoch_nor_above_epochs(tmp_path, scenes):  # noqa: F811
+    assert fit(make_job(tmp_path / "slow", BUDGET, {"train": scenes / "train"}), 1000.0)["epochs"] == 1
+    assert fit(make_job(tmp_path / "fast", BUDGET, {"train": scenes / "train"}), 0.001)["epochs"] == 6
+
+
+def test_resumed_budgeted_run_keeps_its_plan_and_matches_an_uninterrupted_one(tmp_path, scenes):  # noqa: F811
+    channels = {"train": scenes / "train"}
+    straight = fit(make_job(tmp_path / "a", BUDGET, channels, StopAfter()), 5.0)
+
+    family = StopAfter()
+    family.stop_after = 3  # inside the second epoch: after the decision
+    job = make_job(tmp_path / "b", BUDGET, channels, family)
+    family.event = job.stop
+    with pytest.raises(TrainingStopped):
+        fit(job, 5.0)
+    # A much slower machine now: re-deciding would plan 1 epoch; the stored plan says 5.
+    resumed = fit(make_job(tmp_path / "b", BUDGET, channels, StopAfter()), 1000.0)
+
+    assert resumed["epochs"] == straight["epochs"] == 5 and resumed["steps"] == straight["steps"]
+    a, b = _weights(tmp_path / "a" / "model"), _weights(tmp_path / "b" / "model")
+    assert all(torch.equal(a[k], b[k]) for k in a)  # the saved model is the weight average
+    assert resumed["final_metrics"] == straight["final_metrics"]

@@ -1,0 +1,80 @@
+"""Every geometric augmentation must move the normals with the pixels: checked against a rendered truth.
+
+A sphere seen by a pinhole camera is rendered analytically. Mirroring the picture must give the picture
+of the mirrored scene (sphere at -x), and zooming into the centre must give the picture of the same
+scene through a longer lens, with the normals unchanged.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from model.normals import augment as aug
+from model.normals.data import finish_item
+
+
+def render_sphere_normals(size: int, centre, radius: float, half_fov_tan: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(3xSxS camera-space normals, 1xSxS valid) of a sphere; pixel centres, y up, camera looking down -z."""
+    coords = (np.arange(size) + 0.5) / size * 2 - 1
+    x, y = np.meshgrid(coords * half_fov_tan, -coords * half_fov_tan)
+    d = np.stack([x, y, -np.ones_like(x)], -1)
+    d /= np.linalg.norm(d, axis=-1, keepdims=True)
+    c = np.asarray(centre, float)
+    b = d @ c
+    disc = b * b - (c @ c - radius**2)
+    hit = disc > 0
+    t = b - np.sqrt(np.where(hit, disc, 0))
+    n = t[..., None] * d - c
+    n /= np.linalg.norm(n, axis=-1, keepdims=True)
+    n[~hit] = 0
+    return torch.from_numpy(n.transpose(2, 0, 1)).float(), torch.from_numpy(hit[None]).float()
+
+
+def _fraction_close(a: torch.Tensor, b: torch.Tensor, valid: torch.Tensor, tol_deg: float) -> float:
+    cos = (a * b).sum(0).clamp(-1, 1)
+    err = torch.rad2deg(torch.acos(cos))[valid[0].bool()]
+    return float((err < tol_deg).float().mean())
+
+
+def test_mirroring_gives_the_normals_of_the_mirrored_scene():
+    nrm, val = render_sphere_normals(64, (0.4, 0.2, -3.0), 0.8, np.tan(np.deg2rad(25)))
+    expected, expected_val = render_sphere_normals(64, (-0.4, 0.2, -3.0), 0.8, np.tan(np.deg2rad(25)))
+    img = torch.rand(3, 64, 64)
+    flipped_img, flipped, flipped_val = aug.mirror(img, nrm, val)
+    assert torch.equal(flipped_img, img.flip(-1))
+    assert torch.equal(flipped_val, expected_val)
+    assert torch.allclose(flipped, expected, atol=1e-5)
+
+
+def test_zooming_into_the_centre_keeps_normals_like_a_longer_lens():
+    size, zoom, tan = 96, 1.5, np.tan(np.deg2rad(30))
+    nrm, val = render_sphere_normals(size, (0.3, -0.2, -3.0), 1.0, tan)
+    expected, expected_val = render_sphere_normals(64, (0.3, -0.2, -3.0), 1.0, tan / zoom)
+    side = round(size / zoom)
+    window = (..., slice((size - side) // 2, (size + side) // 2), slice((size - side) // 2, (size + side) // 2))
+    _, zoomed, zoomed_val = aug.scale_window(torch.rand(3, size, size)[window], nrm[window], val[window], 64)
+    both = zoomed_val * expected_val
+    assert float((zoomed_val != expected_val).float().mean()) < 0.02  # only the silhouette's pixel steps
+    # Nearest sampling picks a neighbouring pixel's normal: within a pixel's change of angle.
+    assert _fraction_close(zoomed, expected, both, tol_deg=3.0) > 0.99
+
+
+def test_augmented_items_only_mirror_or_keep_the_normals():
+    nrm = torch.tensor([0.6, 0.0, 0.8]).view(3, 1, 1).expand(3, 40, 60).clone()
+    img, val = torch.rand(3, 40, 60), torch.ones(1, 40, 60)
+    seen = set()
+    for epoch in range(12):
+        item = finish_item(img, nrm, val, 32, True, seed=1, epoch=epoch, index=0)
+        assert item["input"].shape == (3, 32, 32)
+        xs = item["normals"][0].unique().tolist()
+        assert len(xs) == 1 and round(abs(xs[0]), 4) == 0.6
+        assert torch.equal(item["normals"][1:], nrm[1:, :32, :32])
+        seen.add(round(xs[0], 1))
+    assert seen == {0.6, -0.6}
+
+
+def test_photometric_jitter_stays_an_image():
+    img = torch.rand(3, 16, 16)
+    out = aug.photometric(img, np.random.default_rng(0))
+    assert out.shape == img.shape and out.min() >= 0 and out.max() <= 1 and not torch.equal(out, img)

@@ -1,0 +1,51 @@
+"""Samples are decoded once per job when they fit in memory, and the loader then runs in-process."""
+
+from __future__ import annotations
+
+import shutil
+
+import torch
+
+from model.normals.data import NormalsDataset, index_channel
+from model.normals.memory import DecodedStore
+from model.normals.synthetic import write_dataset
+from train.config import TrainConfig
+from train.data import EpochSampler, make_loader
+
+
+def test_preloaded_samples_are_never_read_from_disk_again(tmp_path):
+    write_dataset(tmp_path / "ch", count=4, size=24, seed=0)
+    ds = NormalsDataset(index_channel(tmp_path / "ch"), image_size=16, augment=True, seed=0)
+    assert ds.preload() and ds.in_memory
+    before = [ds[i]["input"] for i in range(4)]
+    shutil.rmtree(tmp_path / "ch")
+    ds.set_epoch(0)
+    assert all(torch.equal(ds[i]["input"], before[i]) for i in range(4))
+
+
+def test_cached_and_uncached_items_are_identical(tmp_path):
+    write_dataset(tmp_path / "ch", count=2, size=40, seed=0)  # resized 40 -> 16: the cache keeps 8 bits
+    samples = index_channel(tmp_path / "ch")
+    cached = NormalsDataset(samples, image_size=16, augment=True, seed=5)
+    cached.preload()
+    fresh = NormalsDataset(samples, image_size=16, augment=True, seed=5)
+    fresh.memory = DecodedStore(budget_bytes=0)
+    for i in range(2):
+        a, b = cached[i], fresh[i]
+        assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_data_beyond_the_memory_budget_is_decoded_per_access_by_workers(tmp_path):
+    write_dataset(tmp_path / "ch", count=3, size=16, seed=0)
+    ds = NormalsDataset(index_channel(tmp_path / "ch"), image_size=16, augment=False, seed=0)
+    ds.memory = DecodedStore(budget_bytes=1000)  # smaller than one sample
+    assert not ds.preload()
+    loader = make_loader(ds, EpochSampler(3, seed=0, epoch=0, shuffle=False), 2, TrainConfig(), pin=False)
+    assert loader.num_workers > 0 and len(ds.memory) == 0
+
+
+def test_in_memory_data_loads_without_worker_processes(tmp_path):
+    write_dataset(tmp_path / "ch", count=3, size=16, seed=0)
+    ds = NormalsDataset(index_channel(tmp_path / "ch"), image_size=16, augment=False, seed=0)
+    loader = make_loader(ds, EpochSampler(3, seed=0, epoch=0, shuffle=False), 2, TrainConfig(), pin=False)
+    assert loader.num_workers == 0 and ds.in_memory
