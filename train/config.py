@@ -47,8 +47,9 @@ class TrainConfig:
     validation_fraction: float = _hp(0.1, "Share of `train` held out for validation when there is no "
                                      "`validation` channel.", lambda v: 0 <= v < 0.9, "[0, 0.9)")
     seed: int = _hp(0, "Seed for initialisation, the split, shuffling and augmentation.")
-    ema_decay: float = _hp(0.995, "Exponential moving average of the weights, used for validation and the saved "
-                           "model; 0 = off.", lambda v: 0 <= v < 1, "[0, 1)")
+    ema_decay: float = _hp(0.0, "Exponential moving average of the weights (e.g. 0.995), used for validation and "
+                           "the saved model; 0 = off (measured no gain with the cosine schedule).",
+                           lambda v: 0 <= v < 1, "[0, 1)")
     augment: bool = _hp(True, "Random zoomed crops, left-right mirroring and colour jitter during training.")
     data_workers: int = _hp(-1, "DataLoader worker processes; -1 = none once the data is decoded in memory, "
                             "else min(4, CPUs).", lambda v: v >= -1, ">= -1")
