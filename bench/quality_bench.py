@@ -45,7 +45,7 @@ RECIPES: dict[str, dict[str, str]] = {
                  "model_family": "bench.quality_bench:CosineLossNormals"},
     "no-coords": {"coord_channels": "false"},
     "cosine-loss": {"model_family": "bench.quality_bench:CosineLossNormals"},
-    "no-ema": {"ema_decay": "0"},
+    "ema": {"ema_decay": "0.995"},
     "no-augment": {"augment": "false"},
     "lr-2e-3": {"learning_rate": "0.002"},
     "batch-8": {"batch_size": "8"},

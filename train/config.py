@@ -50,8 +50,9 @@ class TrainConfig:
     # 32 bits: numpy's generators refuse negative seeds, and the sampler multiplies the seed into an int64.
     seed: int = _hp(0, "Seed for initialisation, the split, shuffling and augmentation.",
                     lambda v: 0 <= v <= 2**32 - 1, "0..4294967295")
-    ema_decay: float = _hp(0.995, "Exponential moving average of the weights, used for validation and the saved "
-                           "model; 0 = off.", lambda v: 0 <= v < 1, "[0, 1)")
+    ema_decay: float = _hp(0.0, "Exponential moving average of the weights (e.g. 0.995), used for validation and "
+                           "the saved model; 0 = off (measured no gain with the cosine schedule).",
+                           lambda v: 0 <= v < 1, "[0, 1)")
     augment: bool = _hp(True, "Random zoomed crops, left-right mirroring and colour jitter during training.")
     data_workers: int = _hp(-1, "DataLoader worker processes; -1 = none once the data is decoded in memory, "
                             "else min(4, CPUs).", lambda v: -1 <= v <= 64, "-1..64")
