@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from serve.settings import VARIABLES, ServeSettings, SettingsError, settings_from_env
+from serve.settings import MAX_DEFAULT_CPU_WORKERS, VARIABLES, ServeSettings, SettingsError, settings_from_env
 
 log = logging.getLogger("serve")
 
@@ -33,9 +33,6 @@ log = logging.getLogger("serve")
 GRACEFUL_TIMEOUT_S = 25
 #: Longest a worker may take to load and warm the model before gunicorn's master kills it.
 WORKER_LOAD_TIMEOUT_S = 300
-#: Default CPU workers: 2 processes x 1 thread beat 1 x 2 on the measured 2-core CPU; capped so big
-#: hosts do not pay ~400 MB per extra worker for little gain.
-MAX_DEFAULT_CPU_WORKERS = 4
 
 
 def configure_logging(level: str) -> None:
