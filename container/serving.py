@@ -219,10 +219,16 @@ def main(argv: list[str]) -> None:
                 self.cfg.set(key, value)
             self.cfg.set("child_exit", lambda _arbiter, worker: multiprocess.mark_process_dead(worker.pid))
             self.cfg.set("post_fork", self._post_fork)
+            self.cfg.set("post_worker_init", self._post_worker_init)
 
         def _post_fork(self, _arbiter: Any, worker: Any) -> None:
             # worker.age counts spawned workers from 1: a replacement worker takes the next GPU in turn.
             self.worker_index = worker.age - 1
+
+        def _post_worker_init(self, worker: Any) -> None:
+            # Only now, with the model loaded and warm: a listener in the SO_REUSEPORT group gets its share of
+            # new connections from the kernel at once, so one opened before loading (in post_fork) made a
+            # replacement worker hold pings it could not answer until loaded (issue 10, defect 4).
             worker.sockets = [*worker.sockets, *own_listener(worker.sockets, self.cfg.backlog)]
 
         def load(self) -> Any:

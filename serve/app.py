@@ -126,7 +126,7 @@ def _respond(answer: Answer) -> Response:
     return response
 
 
-def _read_body(limit: int) -> bytes:
+def _read_body(limit: int) -> bytes | bytearray:
     """The request body, or PayloadTooLarge as soon as it is known to exceed ``limit`` bytes."""
     try:
         return _read_bounded(request.stream, request.content_length, limit)
@@ -136,13 +136,15 @@ def _read_body(limit: int) -> bytes:
         raise BadRequest(f"cannot read the request body ({type(exc).__name__}: {exc})") from exc
 
 
-def _read_bounded(stream: Any, length: int | None, limit: int) -> bytes:
+def _read_bounded(stream: Any, length: int | None, limit: int) -> bytes | bytearray:
     if length is not None and length > limit:
         if length <= _MAX_DISCARD:
             _discard(stream, length)
         raise PayloadTooLarge(
             f"body is {length} bytes, over the limit of {limit} (SAGEMAKER_MAX_PAYLOAD_IN_MB); send fewer images"
         )
+    if length is not None:
+        return _read_exactly(stream, length)
     chunks, total = [], 0  # chunked bodies have no length: read at most limit + 1 bytes
     while total <= limit:
         chunk = stream.read(min(_READ_CHUNK, limit + 1 - total))
@@ -154,6 +156,18 @@ def _read_bounded(stream: Any, length: int | None, limit: int) -> bytes:
         _discard(stream, _MAX_DISCARD)
         raise PayloadTooLarge(f"body is over the limit of {limit} bytes (SAGEMAKER_MAX_PAYLOAD_IN_MB)")
     return b"".join(chunks)
+
+
+def _read_exactly(stream: Any, length: int) -> bytearray:
+    """``length`` bytes read straight into one buffer: a body is held once, never as chunks plus a join."""
+    buf = bytearray(length)
+    view, got = memoryview(buf), 0
+    while got < length:
+        n = stream.readinto(view[got:])
+        if not n:
+            raise BadRequest(f"the body ended after {got} of the {length} bytes its Content-Length announced")
+        got += n
+    return buf
 
 
 def _discard(stream: Any, budget: int) -> None:
