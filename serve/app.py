@@ -21,7 +21,7 @@ from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
 from serve import codecs, decoding
-from serve.batching import Batcher
+from serve.batching import SMALL_BATCH_ELEMENTS, Batcher
 from serve.budget import PixelBudget
 from serve.errors import (
     BadRequest,
@@ -96,6 +96,7 @@ def make_batcher(predictor: Predictor, settings: ServeSettings, metrics: ServeMe
         max_batch_size=settings.max_batch_size or size,
         max_delay_s=(settings.max_batch_delay_ms if settings.max_batch_delay_ms is not None else delay_ms) / 1000,
         on_batch=metrics.batch_size.observe if metrics else None,
+        small_batch_elements=SMALL_BATCH_ELEMENTS,
     )
 
 

@@ -31,7 +31,8 @@ _FALSE = {"0", "false", "no", "off", ""}
 #: (name, default, meaning) for the README and --help.
 VARIABLES: tuple[tuple[str, str, str], ...] = (
     ("SAGEMAKER_BIND_TO_PORT", "8080", "port to listen on (all interfaces)"),
-    ("SAGEMAKER_MODEL_SERVER_WORKERS / MODEL_SERVER_WORKERS", f"GPUs, else min(CPUs, {MAX_DEFAULT_CPU_WORKERS})",
+    ("SAGEMAKER_MODEL_SERVER_WORKERS / MODEL_SERVER_WORKERS",
+     f"GPUs, else min(CPUs, {MAX_DEFAULT_CPU_WORKERS}); 1 serverless",
      "gunicorn worker processes"),
     ("SAGEMAKER_MODEL_SERVER_TIMEOUT / MODEL_SERVER_TIMEOUT", "60 (600 in batch transform)",
      "seconds a request may wait for its prediction"),
@@ -44,7 +45,7 @@ VARIABLES: tuple[tuple[str, str, str], ...] = (
     ("SAGEMAKER_MAX_CONCURRENT_TRANSFORMS", "workers", "MaxConcurrentTransforms reported by /execution-parameters"),
     ("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT", "(per request type)", "response type for a missing or */* Accept"),
     ("SM_MODEL_DIR", "/opt/ml/model", "model directory (read only)"),
-    ("SERVE_MAX_IMAGE_PIXELS", "4194304", "largest H*W of one image; larger -> 400"),
+    ("SERVE_MAX_IMAGE_PIXELS", "4194304 (1048576 serverless)", "largest H*W of one image; larger -> 400"),
     ("SERVE_MAX_IMAGES", "64 (no limit in batch transform and async)", "most images in one request; more -> 400"),
     ("SERVE_MAX_REQUEST_PIXELS", "16777216 (no limit in batch transform and async)",
      "most decoded pixels (sum of H*W) in one request; more -> 400"),
@@ -204,7 +205,11 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> ServeSettings:
     if device is not None and device[1].split(":")[0] not in ("cpu", "cuda"):
         raise SettingsError(f"SERVE_DEVICE={device[1]!r} must be cpu, cuda or cuda:<index>")
     model_dir = _get(env, "SM_MODEL_DIR")
-    max_image_pixels = _int(env, "SERVE_MAX_IMAGE_PIXELS", default=2048 * 2048, low=1, high=1 << 28)
+    serverless = endpoint_type == "serverless"
+    # Serverless: 1-6 GB for the whole container, so one worker and images up to 1024 x 1024 by default
+    # (the default U-Net needs ~1.2 KB per pixel in flight on CPU: see the README's memory section).
+    max_image_pixels = _int(env, "SERVE_MAX_IMAGE_PIXELS", default=(1024 if serverless else 2048) ** 2, low=1,
+                            high=1 << 28)
     worker_pixels = _int(env, "SERVE_WORKER_MAX_PIXELS", default=None, low=1, high=1 << 30)
     if worker_pixels is not None and worker_pixels < max_image_pixels:
         raise SettingsError(
@@ -215,7 +220,8 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> ServeSettings:
     return ServeSettings(
         model_dir=Path(model_dir[1]) if model_dir else Path("/opt/ml/model"),
         port=_int(env, "SAGEMAKER_BIND_TO_PORT", default=8080, low=1, high=65535),
-        workers=_int(env, "SAGEMAKER_MODEL_SERVER_WORKERS", "MODEL_SERVER_WORKERS", default=None, low=1, high=256),
+        workers=_int(env, "SAGEMAKER_MODEL_SERVER_WORKERS", "MODEL_SERVER_WORKERS", default=1 if serverless else None,
+                     low=1, high=256),
         timeout_s=float(timeout),
         max_payload_bytes=payload_bytes,
         reported_payload_mb=reported_mb,

@@ -63,7 +63,15 @@ def test_batch_transform_answers_a_500_record_minibatch_in_full_and_in_order(pre
     assert [tuple(json.loads(line)["shape"][:2]) for line in lines] == sizes
 
 
-def test_a_batch_over_many_slices_streams_the_same_bytes_with_an_exact_length(predictor):
+def _values(data: bytes, accept: str) -> np.ndarray:
+    if accept == "application/x-npy":
+        return load_npy(data)
+    if accept == "application/json":
+        return np.array([p["normals"] for p in json.loads(data)["predictions"]])
+    return np.array([json.loads(line)["normals"] for line in data.decode().splitlines()])
+
+
+def test_a_batch_over_many_slices_streams_the_same_answer_with_an_exact_length(predictor):
     images = np.stack([random_image(16, 16, i) for i in range(40)])
     whole = create_app(predictor, BATCH).test_client()
     sliced = create_app(predictor, replace(BATCH, worker_max_pixels=4 * 256)).test_client()  # 1 image a slice
@@ -74,8 +82,10 @@ def test_a_batch_over_many_slices_streams_the_same_bytes_with_an_exact_length(pr
         streamed = b"".join(b.response)
         assert a.status_code == b.status_code == 200
         assert b.is_streamed and int(b.headers["Content-Length"]) == len(streamed)
-        assert streamed == a.data
-    assert load_npy(a.data).shape == (40, 16, 16, 3) if accept == "application/x-npy" else True
+        # Same records in the same order; the whole batch shares forward passes, so floats differ in the last bits.
+        expected, got = _values(a.data, accept), _values(streamed, accept)
+        assert got.shape == expected.shape == (40, 16, 16, 3)
+        np.testing.assert_allclose(got, expected, atol=2e-4)
 
 
 def _peak_while_serving(client, body: bytes) -> int:
