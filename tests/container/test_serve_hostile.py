@@ -4,6 +4,7 @@ and /ping green throughout (polled on fresh connections every 100 ms)."""
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import socket
@@ -119,7 +120,7 @@ def test_batch_record_count_sweep_is_answered_in_full_and_in_order(image, traine
                 assert np.load(io.BytesIO(data)).shape == (n, 8, 8, 3)
                 largest = max(largest, len(body))
             big = png_bytes(random_image(MAX_SIDE, MAX_SIDE))  # the largest image, many times: several slices
-            body = "".join(json.dumps({"b64": __import__("base64").b64encode(big).decode()}) + "\n" for _ in range(24))
+            body = "".join(json.dumps({"b64": base64.b64encode(big).decode()}) + "\n" for _ in range(24))
             status, headers, data = s.request("POST", "/invocations", body.encode(),
                                               {"Content-Type": "application/jsonlines"})
             assert status == 200 and len(data) == int(headers["content-length"])
