@@ -19,6 +19,8 @@ from pathlib import Path
 
 #: CUDA major version of the build -> the oldest Linux driver that runs it (minor-version compatibility).
 MIN_DRIVER = {11: "450.80.02", 12: "525.60.13", 13: "580.65.06"}
+#: The newest SageMaker inference AMI we know of and its driver.
+INFERENCE_AMI, INFERENCE_AMI_DRIVER = "al2-ami-sagemaker-inference-gpu-3-1", "550.90.07"
 _PROC_VERSION = Path("/proc/driver/nvidia/version")
 
 
@@ -55,10 +57,14 @@ def driver_problem(cuda: str | None, driver: str | None) -> str | None:
     needed = MIN_DRIVER.get(_version_tuple(cuda)[0])
     if needed is None or _version_tuple(driver) >= _version_tuple(needed):
         return None
+    if _version_tuple(INFERENCE_AMI_DRIVER) >= _version_tuple(needed):
+        fix = (f"on SageMaker endpoints set the production variant's InferenceAmiVersion={INFERENCE_AMI} (driver "
+               f"{INFERENCE_AMI_DRIVER.split('.')[0]}), or build the image with a torch for an older CUDA")
+    else:  # no inference AMI we know ships a driver this new
+        fix = (f"build the image with a torch for CUDA 12 (runs on drivers >= {MIN_DRIVER[12]}; e.g. from "
+               f"https://download.pytorch.org/whl/cu126), or run on hosts with driver >= {needed}")
     return (f"host NVIDIA driver {driver} is older than {needed}, which this image's torch (built for CUDA {cuda}) "
-            f"needs. Fix: on SageMaker endpoints set the production variant's InferenceAmiVersion (e.g. "
-            f"al2-ami-sagemaker-inference-gpu-3-1, driver 550), or use an instance type whose default driver is "
-            f">= {needed}, or build the image with a torch for an older CUDA (see the README, GPU images)")
+            f"needs. Fix: {fix}")
 
 
 def exit_if_driver_too_old(command: str) -> None:

@@ -37,7 +37,7 @@ def test_a_cuda_12_build_on_the_default_470_driver_names_driver_need_and_fix():
     line = gpucheck.driver_problem("12.8", "470.182.03")
     assert line is not None and "\n" not in line
     assert "470.182.03" in line and "525.60.13" in line and "CUDA 12.8" in line
-    assert "InferenceAmiVersion" in line and "older CUDA" in line
+    assert "InferenceAmiVersion=al2-ami-sagemaker-inference-gpu-3-1" in line and "older CUDA" in line
 
 
 @pytest.mark.parametrize(("cuda", "driver"), [("12.8", "535.183.01"), ("12.4", "550.90.07"), ("11.8", "470.182.03"),
@@ -46,8 +46,9 @@ def test_compatible_or_absent_driver_and_cpu_builds_pass(cuda, driver):
     assert gpucheck.driver_problem(cuda, driver) is None
 
 
-def test_a_cuda_13_build_needs_a_580_driver():
-    assert "580.65.06" in gpucheck.driver_problem("13.0", "570.86.10")
+def test_a_cuda_13_build_needs_a_580_driver_which_no_inference_ami_has():
+    line = gpucheck.driver_problem("13.0", "550.90.07")
+    assert "580.65.06" in line and "torch for CUDA 12" in line and "InferenceAmiVersion" not in line
 
 
 def test_serve_exits_2_and_train_writes_the_failure_file(monkeypatch, tmp_path, capsys):
