@@ -130,3 +130,28 @@ def test_limits_can_be_lifted_with_zero_and_the_worker_budget_must_fit_one_image
     assert settings_from_env({}).worker_pixels == 2048 * 2048
     with pytest.raises(SettingsError, match="SERVE_WORKER_MAX_PIXELS"):
         settings_from_env({"SERVE_WORKER_MAX_PIXELS": "1000", "SERVE_MAX_IMAGE_PIXELS": "2000"})
+
+
+def test_cpu_pixel_limits_shrink_to_the_containers_memory_unless_set():
+    from container.serving import fit_to_memory
+    from serve.memory import worst_case_bytes
+
+    s = ServeSettings()
+    small = fit_to_memory(s, workers=2, on_cpu=True, explicit=False, memory=4 << 30)
+    assert small.max_image_pixels == small.worker_pixels < s.max_image_pixels
+    assert 2 * worst_case_bytes(small.worker_pixels) <= 4 << 30  # both workers at their worst fit
+    assert fit_to_memory(s, workers=2, on_cpu=True, explicit=False, memory=64 << 30) == s
+    assert fit_to_memory(s, workers=2, on_cpu=True, explicit=True, memory=4 << 30) == s
+    assert fit_to_memory(s, workers=2, on_cpu=False, explicit=False, memory=4 << 30) == s
+
+
+def test_container_memory_prefers_the_cgroup_limit(tmp_path):
+    from serve.memory import container_memory
+
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:       16384000 kB\nMemFree: 1 kB\n")
+    limit, unlimited = tmp_path / "memory.max", tmp_path / "unlimited"
+    limit.write_text("3221225472\n")
+    unlimited.write_text("max\n")
+    assert container_memory(meminfo, (limit,)) == 3 << 30
+    assert container_memory(meminfo, (unlimited, tmp_path / "absent")) == 16384000 * 1024
