@@ -12,7 +12,7 @@ initialises no CUDA context before gunicorn forks.
 
 from __future__ import annotations
 
-import importlib.util
+import importlib.machinery
 import re
 import sys
 from pathlib import Path
@@ -30,7 +30,7 @@ def _version_tuple(version: str) -> tuple[int, ...]:
 
 def torch_cuda_version() -> str | None:
     """``torch.version.cuda`` of the installed torch without importing it; None for a CPU build."""
-    spec = importlib.util.find_spec("torch")
+    spec = importlib.machinery.PathFinder.find_spec("torch")  # searches sys.path; never imports
     if spec is None or not spec.submodule_search_locations:
         return None
     version_file = Path(next(iter(spec.submodule_search_locations))) / "version.py"
