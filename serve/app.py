@@ -160,14 +160,15 @@ def _read_bounded(stream: Any, length: int | None, limit: int) -> bytes | bytear
 
 
 def _read_exactly(stream: Any, length: int) -> bytearray:
-    """``length`` bytes read straight into one buffer: a body is held once, never as chunks plus a join."""
+    """``length`` bytes read into one buffer: a body is held once, never as chunks plus a join."""
     buf = bytearray(length)
-    view, got = memoryview(buf), 0
+    got = 0
     while got < length:
-        n = stream.readinto(view[got:])
-        if not n:
+        chunk = stream.read(min(_READ_CHUNK, length - got))
+        if not chunk:
             raise BadRequest(f"the body ended after {got} of the {length} bytes its Content-Length announced")
-        got += n
+        buf[got:got + len(chunk)] = chunk
+        got += len(chunk)
     return buf
 
 

@@ -136,3 +136,18 @@ def test_concurrent_requests_wait_for_the_worker_budget_rather_than_fail(predict
 
     with ThreadPoolExecutor(8) as pool:
         assert list(pool.map(call, range(16))) == [200] * 16
+
+
+def test_the_body_is_read_from_a_stream_that_only_has_read():
+    from serve.app import _read_bounded
+
+    class ReadOnly:  # gunicorn's request body: read(n), no readinto
+        def __init__(self, data: bytes) -> None:
+            self.data, self.pos = data, 0
+
+        def read(self, n: int) -> bytes:
+            chunk, self.pos = self.data[self.pos:self.pos + n], self.pos + n
+            return chunk
+
+    body = bytes(range(256)) * 10_000
+    assert bytes(_read_bounded(ReadOnly(body), len(body), 10 << 20)) == body
