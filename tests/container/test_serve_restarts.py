@@ -35,10 +35,12 @@ def slow_loading_model_dir(tmp_path_factory) -> Path:
     return path
 
 
-def _ping_every_100_ms(served, stop: threading.Event, results: list[tuple[float, int, float]]) -> None:
+def _ping_every_100_ms(served, stop: threading.Event, results: list[tuple[float, int, float]],
+                       turn: threading.Lock) -> None:
     while not stop.is_set():
         t = time.monotonic()
-        status = served.ping(timeout=PING_TIMEOUT_S)
+        with turn:  # the kill happens between two pings: one in flight on the victim would die with it
+            status = served.ping(timeout=PING_TIMEOUT_S)
         results.append((t, status, time.monotonic() - t))
         stop.wait(max(0.0, 0.1 - (time.monotonic() - t)))
 
@@ -59,8 +61,8 @@ def test_a_killed_worker_is_replaced_and_ping_never_waits_for_its_loading(image,
     s = start(image, slow_loading_model_dir, {"SAGEMAKER_MODEL_SERVER_WORKERS": "2",
                                               "PYTHONPATH": "/opt/program:/opt/testfamily"},
               volumes={FAMILY_DIR: "/opt/testfamily"}, deadline_s=120)
-    stop, pings, statuses = threading.Event(), [], []
-    threads = [threading.Thread(target=_ping_every_100_ms, args=(s, stop, pings))]
+    stop, pings, statuses, turn = threading.Event(), [], [], threading.Lock()
+    threads = [threading.Thread(target=_ping_every_100_ms, args=(s, stop, pings, turn))]
     threads += [threading.Thread(target=_load, args=(s, stop, statuses)) for _ in range(3)]
     try:
         deadline = time.monotonic() + 60
@@ -73,8 +75,9 @@ def test_a_killed_worker_is_replaced_and_ping_never_waits_for_its_loading(image,
         while len(statuses) < 10:  # under load
             time.sleep(0.05)
         victim = min(before)
-        s.container.exec_run(["python", "-c", f"import os; os.kill({victim}, 9)"])
-        killed_at = time.monotonic()
+        with turn:
+            s.container.exec_run(["python", "-c", f"import os; os.kill({victim}, 9)"])
+            killed_at = time.monotonic()
         # The replacement takes >= 6 s to build its model; keep pinging until it is ready, then 1 s more.
         while s.logs().count("model ready") < 3:
             assert time.monotonic() - killed_at < 90, s.logs()
