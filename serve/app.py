@@ -32,6 +32,7 @@ from serve.errors import (
     ServeError,
     status_for,
 )
+from serve.imagefiles import describe
 from serve.metrics import ServeMetrics
 from serve.pipeline import Answer, Pipeline
 from serve.predictor import Predictor
@@ -134,7 +135,7 @@ def _read_body(limit: int) -> bytes | bytearray:
     except ServeError:
         raise
     except Exception as exc:  # broken chunked encoding, client hung up mid-body, ...
-        raise BadRequest(f"cannot read the request body ({type(exc).__name__}: {exc})") from exc
+        raise BadRequest(f"cannot read the request body ({describe(exc)})") from exc
 
 
 def _read_bounded(stream: Any, length: int | None, limit: int) -> bytes | bytearray:
