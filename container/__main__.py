@@ -13,6 +13,10 @@ import sys
 
 def main(argv: list[str]) -> None:
     command, rest = (argv[0], argv[1:]) if argv else ("train", [])
+    if command in ("train", "serve"):
+        from container.gpucheck import exit_if_driver_too_old
+
+        exit_if_driver_too_old(command)
     if command == "train":
         from container.training import launch
 

@@ -22,20 +22,20 @@ import socket
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from serve.settings import VARIABLES, ServeSettings, SettingsError, settings_from_env
+from serve.settings import MAX_DEFAULT_CPU_WORKERS, VARIABLES, ServeSettings, SettingsError, settings_from_env
 
 log = logging.getLogger("serve")
 
 #: Must be below SageMaker's 30 s SIGTERM->SIGKILL window, with room for the master to exit.
 GRACEFUL_TIMEOUT_S = 25
+#: Connections the kernel queues per listening socket (gunicorn's default).
+LISTEN_BACKLOG = 2048
 #: Longest a worker may take to load and warm the model before gunicorn's master kills it.
 WORKER_LOAD_TIMEOUT_S = 300
-#: Default CPU workers: 2 processes x 1 thread beat 1 x 2 on the measured 2-core CPU; capped so big
-#: hosts do not pay ~400 MB per extra worker for little gain.
-MAX_DEFAULT_CPU_WORKERS = 4
 
 
 def configure_logging(level: str) -> None:
@@ -78,6 +78,50 @@ def worker_device(settings: ServeSettings, worker_index: int, gpus: int) -> str:
     return f"cuda:{worker_index % max(gpus, 1)}"
 
 
+#: glibc's mallopt parameter for the most malloc arenas (mallopt(3): the same as MALLOC_ARENA_MAX).
+_M_ARENA_MAX = -8
+MALLOC_ARENAS = 2
+
+
+def limit_malloc_arenas(libc: Any = None) -> bool:
+    """Cap glibc's malloc arenas in the master, before forking: every worker inherits the cap.
+
+    With 32 HTTP threads per worker glibc opens up to 8 arenas per core, and freed request memory stays spread
+    over them: in a 10-minute soak (bench/soak.py) worker RSS rose +8 MiB/min; with 2 arenas it stayed flat
+    (465 -> 489 MiB, slope -0.9 MiB/min) at the same throughput. MALLOC_ARENA_MAX in the environment wins.
+    """
+    if os.environ.get("MALLOC_ARENA_MAX"):
+        return False
+    try:
+        if libc is None:
+            import ctypes
+
+            libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(_M_ARENA_MAX, MALLOC_ARENAS))
+    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to tune
+        return False
+
+
+def fit_to_memory(settings: ServeSettings, workers: int, on_cpu: bool, explicit: bool, memory: int | None
+                  ) -> ServeSettings:
+    """On CPU, lower the default pixel limits to what the container's memory affords ``workers`` workers.
+
+    Settings the user gave (SERVE_MAX_IMAGE_PIXELS, SERVE_WORKER_MAX_PIXELS) are kept as given; GPU workers hold
+    activations in GPU memory, so they are left alone too.
+    """
+    from serve.memory import affordable_pixels
+
+    if not on_cpu or explicit or memory is None:
+        return settings
+    fit = affordable_pixels(memory, workers)
+    if fit >= settings.worker_pixels:
+        return settings
+    log.warning("%.1f GiB of memory for %d worker(s): images up to %d pixels (SERVE_MAX_IMAGE_PIXELS), %d in flight "
+                "per worker (SERVE_WORKER_MAX_PIXELS); set them, or fewer workers, to change this",
+                memory / 2**30, workers, min(settings.max_image_pixels, fit), fit)
+    return replace(settings, max_image_pixels=min(settings.max_image_pixels, fit), worker_max_pixels=fit)
+
+
 def torch_threads(settings: ServeSettings, workers: int, cpus: int) -> int:
     # Oversubscription (every worker at cores threads) measured 0.24-0.37x: give each worker its share.
     return settings.torch_threads or max(1, cpus // workers)
@@ -102,12 +146,33 @@ def load_predictor(settings: ServeSettings, device: str, threads: int, metrics: 
     return predictor, batcher.start()
 
 
+def shared_listener(port: int, backlog: int = LISTEN_BACKLOG) -> int:
+    """The master's listening socket on 0.0.0.0:``port`` with SO_REUSEPORT, as a bare fd for ``fd://`` binding.
+
+    Every worker inherits it but polls it only once its model is warm (gunicorn starts accepting after the
+    app loads). It carries SO_REUSEPORT so that workers' own listeners can join its group (``own_listener``).
+    We open it ourselves because gunicorn's own ``reuse_port`` makes each worker bind a fresh socket right
+    after fork, before loading: the kernel then routed new connections to a worker that could not answer
+    for the whole model load (issue 10, defect 4).
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if hasattr(socket, "SO_REUSEPORT"):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(("0.0.0.0", port))
+    sock.listen(backlog)
+    sock.set_inheritable(True)
+    return sock.detach()  # gunicorn takes ownership of the fd
+
+
 def own_listener(shared: list[Any], backlog: int) -> list[socket.socket]:
     """A per-worker SO_REUSEPORT listener on the shared address, so the kernel spreads new connections.
 
     With one shared socket, the worker that wins the accept race can take every connection of a burst
     (measured: all 16 keep-alive clients on one worker, half the throughput). Sockets in a REUSEPORT group
-    get connections by hash; the shared socket stays in the group and every worker keeps polling it.
+    get connections by hash; the shared socket stays in the group and every worker keeps polling it. Opened
+    only once the worker's model is warm (post_worker_init): from its first moment in the group the kernel
+    hands it connections.
     """
     if not hasattr(socket, "SO_REUSEPORT") or len(shared) != 1:
         return []
@@ -124,9 +189,10 @@ def own_listener(shared: list[Any], backlog: int) -> list[socket.socket]:
         return []
 
 
-def gunicorn_options(settings: ServeSettings, workers: int) -> dict[str, Any]:
+def gunicorn_options(settings: ServeSettings, workers: int, listener_fd: int) -> dict[str, Any]:
     return {
-        "bind": [f"0.0.0.0:{settings.port}"],
+        "bind": [f"fd://{listener_fd}"],  # shared_listener: 0.0.0.0:port
+        "backlog": LISTEN_BACKLOG,
         "workers": workers,
         "worker_class": "gthread",
         "threads": settings.http_threads,
@@ -144,7 +210,7 @@ def gunicorn_options(settings: ServeSettings, workers: int) -> dict[str, Any]:
         "proc_name": "serve",
         "worker_tmp_dir": "/dev/shm" if os.path.isdir("/dev/shm") else None,
         "forwarded_allow_ips": "127.0.0.1",
-        "reuse_port": True,  # see own_listener
+        "reuse_port": False,  # see shared_listener
         # A runtime-management socket under $HOME is an extra attack surface we do not use.
         "control_socket_disable": True,
     }
@@ -200,6 +266,11 @@ def main(argv: list[str]) -> None:
             log.warning("%s", note)
     workers = resolve_workers(settings, gpus, cpus)
     settings = settings.with_workers(workers)
+    from serve.memory import container_memory
+
+    explicit = any(os.environ.get(name, "").strip() for name in ("SERVE_MAX_IMAGE_PIXELS", "SERVE_WORKER_MAX_PIXELS"))
+    settings = fit_to_memory(settings, workers, worker_device(settings, 0, gpus) == "cpu", explicit,
+                             container_memory())
     prepare_metrics_dir()
 
     # Imported after PROMETHEUS_MULTIPROC_DIR is set; before forking so workers share the pages.
@@ -221,16 +292,29 @@ def main(argv: list[str]) -> None:
         settings.model_dir, settings.port, workers, settings.http_threads, threads if not gpus else "-", gpus,
     )
 
+    limit_malloc_arenas()
+    try:
+        listener_fd = shared_listener(settings.port)
+    except OSError as exc:
+        log.error("cannot serve: cannot listen on 0.0.0.0:%d (%s)", settings.port, exc)
+        sys.exit(2)
+
     class Server(BaseApplication):
         def load_config(self) -> None:
-            for key, value in gunicorn_options(settings, workers).items():
+            for key, value in gunicorn_options(settings, workers, listener_fd).items():
                 self.cfg.set(key, value)
             self.cfg.set("child_exit", lambda _arbiter, worker: multiprocess.mark_process_dead(worker.pid))
             self.cfg.set("post_fork", self._post_fork)
+            self.cfg.set("post_worker_init", self._post_worker_init)
 
         def _post_fork(self, _arbiter: Any, worker: Any) -> None:
             # worker.age counts spawned workers from 1: a replacement worker takes the next GPU in turn.
             self.worker_index = worker.age - 1
+
+        def _post_worker_init(self, worker: Any) -> None:
+            # Only now, with the model loaded and warm: a listener in the SO_REUSEPORT group gets its share of
+            # new connections from the kernel at once, so one opened before loading (in post_fork) made a
+            # replacement worker hold pings it could not answer until loaded (issue 10, defect 4).
             worker.sockets = [*worker.sockets, *own_listener(worker.sockets, self.cfg.backlog)]
 
         def load(self) -> Any:

@@ -7,6 +7,7 @@ fills in the background (gunicorn workers), so /ping can say 503 while loading a
 from __future__ import annotations
 
 import enum
+import itertools
 import json
 import logging
 import threading
@@ -15,11 +16,13 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
-from serve import codecs
-from serve.batching import Batcher
+from serve import codecs, decoding
+from serve.batching import SMALL_BATCH_ELEMENTS, Batcher
+from serve.budget import PixelBudget
 from serve.errors import (
     BadRequest,
     MethodNotAllowed,
@@ -29,7 +32,9 @@ from serve.errors import (
     ServeError,
     status_for,
 )
+from serve.imagefiles import describe
 from serve.metrics import ServeMetrics
+from serve.pipeline import Answer, Pipeline
 from serve.predictor import Predictor
 from serve.settings import ServeSettings, SettingsError, batching_defaults
 
@@ -92,6 +97,7 @@ def make_batcher(predictor: Predictor, settings: ServeSettings, metrics: ServeMe
         max_batch_size=settings.max_batch_size or size,
         max_delay_s=(settings.max_batch_delay_ms if settings.max_batch_delay_ms is not None else delay_ms) / 1000,
         on_batch=metrics.batch_size.observe if metrics else None,
+        small_batch_elements=SMALL_BATCH_ELEMENTS,
     )
 
 
@@ -99,30 +105,48 @@ def _default_accept(settings: ServeSettings) -> codecs.MediaType | None:
     if settings.default_accept is None:
         return None
     media = codecs.parse_media_type(settings.default_accept)
-    if media.essence not in codecs.ENCODERS:
+    if media.essence not in codecs.ANSWER_TYPES:
         raise SettingsError(
-            f"SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT={settings.default_accept!r} is not one of {list(codecs.ENCODERS)}"
+            f"SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT={settings.default_accept!r} is not one of "
+            f"{list(codecs.ANSWER_TYPES)}"
         )
     return media
 
 
-def _read_body(limit: int) -> bytes:
+def slice_pixels(settings: ServeSettings) -> int:
+    """Pixels a request decodes at once: a quarter of the worker's budget, so four requests can overlap."""
+    return max(1, settings.worker_pixels // 4)
+
+
+def _respond(answer: Answer) -> Response:
+    if answer.rest is None:
+        return Response(b"".join(answer.first), status=200, content_type=answer.content_type)
+    # A long batch: streamed slice by slice behind the Content-Length the writer computed in advance.
+    response = Response(itertools.chain(answer.first, answer.rest), status=200, content_type=answer.content_type,
+                        direct_passthrough=True)
+    response.content_length = answer.length
+    return response
+
+
+def _read_body(limit: int) -> bytes | bytearray:
     """The request body, or PayloadTooLarge as soon as it is known to exceed ``limit`` bytes."""
     try:
         return _read_bounded(request.stream, request.content_length, limit)
     except ServeError:
         raise
     except Exception as exc:  # broken chunked encoding, client hung up mid-body, ...
-        raise BadRequest(f"cannot read the request body ({type(exc).__name__}: {exc})") from exc
+        raise BadRequest(f"cannot read the request body ({describe(exc)})") from exc
 
 
-def _read_bounded(stream: Any, length: int | None, limit: int) -> bytes:
+def _read_bounded(stream: Any, length: int | None, limit: int) -> bytes | bytearray:
     if length is not None and length > limit:
         if length <= _MAX_DISCARD:
             _discard(stream, length)
         raise PayloadTooLarge(
             f"body is {length} bytes, over the limit of {limit} (SAGEMAKER_MAX_PAYLOAD_IN_MB); send fewer images"
         )
+    if length is not None:
+        return _read_exactly(stream, length)
     chunks, total = [], 0  # chunked bodies have no length: read at most limit + 1 bytes
     while total <= limit:
         chunk = stream.read(min(_READ_CHUNK, limit + 1 - total))
@@ -134,6 +158,19 @@ def _read_bounded(stream: Any, length: int | None, limit: int) -> bytes:
         _discard(stream, _MAX_DISCARD)
         raise PayloadTooLarge(f"body is over the limit of {limit} bytes (SAGEMAKER_MAX_PAYLOAD_IN_MB)")
     return b"".join(chunks)
+
+
+def _read_exactly(stream: Any, length: int) -> bytearray:
+    """``length`` bytes read into one buffer: a body is held once, never as chunks plus a join."""
+    buf = bytearray(length)
+    got = 0
+    while got < length:
+        chunk = stream.read(min(_READ_CHUNK, length - got))
+        if not chunk:
+            raise BadRequest(f"the body ended after {got} of the {length} bytes its Content-Length announced")
+        buf[got:got + len(chunk)] = chunk
+        got += len(chunk)
+    return buf
 
 
 def _discard(stream: Any, budget: int) -> None:
@@ -155,7 +192,10 @@ def create_app(
     else:
         serving = model
     default_accept = _default_accept(settings)
-    limits = codecs.Limits(max_pixels=settings.max_image_pixels, max_images=settings.max_images)
+    limits = decoding.Limits(max_pixels=settings.max_image_pixels, max_images=settings.max_images,
+                             max_request_pixels=settings.max_request_pixels)
+    budget = PixelBudget(max(settings.worker_pixels, settings.max_image_pixels))
+    cache_pixels = slice_pixels(settings)
 
     app = Flask("serve")
     app.config["MAX_CONTENT_LENGTH"] = None  # _read_body enforces the limit with our own message
@@ -177,26 +217,21 @@ def create_app(
     @app.post("/invocations")
     def invocations() -> Response:
         loaded = serving.get()
+        deadline = time.monotonic() + settings.timeout_s
         # The body is read before any header is judged: a client that sends it all before reading the
         # answer then gets the 415/406 rather than a broken pipe.
         body = _read_body(settings.max_payload_bytes)
-        decoder, media = codecs.decoder_for(request.headers.get("Content-Type"))
+        decoder, media = decoding.decoder_for(request.headers.get("Content-Type"))
         accept = codecs.parse_accept(request.headers.get("Accept"))
         codecs.check_acceptable(accept)
-        decoded = codecs.decode(decoder, body, media, limits)
-        images = decoded.images
-        g.images = len(images)
-        fallback = default_accept or codecs.MediaType(codecs.JSONLINES if media.essence == codecs.JSONLINES
-                                                      else codecs.JSON)
-        out_type = codecs.negotiate(
-            accept, fallback, count=len(images), same_shape=len({im.shape for im in images}) == 1
-        )
-        predictor = loaded.predictor
-        outputs = loaded.batcher.submit([predictor.prepare(im) for im in images], timeout=settings.timeout_s)
-        preds = [predictor.finish(o, im.shape) for o, im in zip(outputs, images, strict=True)]
-        metrics.images.inc(len(preds))
-        payload = codecs.ENCODERS[out_type.essence](preds, decoded.batched, out_type, predictor.family.to_image)
-        return Response(payload, status=200, content_type=str(out_type))
+        plan = decoding.decode(decoder, body, media, limits, cache_pixels)
+        g.images = plan.count
+        fallback = codecs.MediaType(codecs.JSONLINES if media.essence == codecs.JSONLINES else codecs.JSON)
+        out_type = codecs.negotiate(accept, [m for m in (default_accept, fallback) if m], count=plan.count,
+                                    same_shape=len(np.unique(plan.shapes, axis=0)) == 1)
+        pipeline = Pipeline(loaded.predictor, loaded.batcher, budget, slice_pixels=cache_pixels,
+                            max_response_bytes=settings.max_response_bytes, on_images=metrics.images.inc)
+        return _respond(pipeline.answer(plan, out_type, deadline))
 
     @app.get("/execution-parameters")
     def execution_parameters() -> Response:

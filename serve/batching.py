@@ -5,6 +5,9 @@ item, gathers up to ``max_batch_size - 1`` more of the *same shape* that arrive 
 (items of other shapes wait their turn, in order), runs one pass and hands each request its slice.
 With ``max_batch_size=1`` (the CPU default) it is a plain FIFO that serializes inference, which is what
 keeps a worker at one model pass at a time while its HTTP threads stay free for /ping.
+
+With ``small_batch_elements`` set, small inputs are grouped up to that many elements in total whatever
+``max_batch_size`` says: a batch of 20,000 1x1 records would otherwise pay a pass's fixed cost per record.
 """
 
 from __future__ import annotations
@@ -25,8 +28,11 @@ from serve.errors import NotReady, Overloaded
 
 log = logging.getLogger(__name__)
 
+#: One 3 x 256 x 256 input's worth: the size at which batching stopped paying on the measured CPU.
+SMALL_BATCH_ELEMENTS = 3 * 256 * 256
 
-@dataclass
+
+@dataclass(eq=False)  # identity: the pending queue removes items by ``is``, never by comparing tensors
 class _Item:
     tensor: torch.Tensor
     future: Future = field(default_factory=Future)
@@ -34,6 +40,10 @@ class _Item:
     @property
     def key(self) -> tuple[int, ...]:
         return tuple(self.tensor.shape)
+
+    @property
+    def elements(self) -> int:
+        return self.tensor.numel()
 
 
 class Batcher:
@@ -44,6 +54,7 @@ class Batcher:
         max_batch_size: int = 1,
         max_delay_s: float = 0.0,
         on_batch: Callable[[int], None] | None = None,
+        small_batch_elements: int = 0,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
@@ -51,6 +62,7 @@ class Batcher:
         self.max_batch_size = max_batch_size
         self.max_delay_s = max(0.0, max_delay_s)
         self._on_batch = on_batch
+        self.small_batch_elements = small_batch_elements
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self._pending: deque[_Item] = deque()
         self._thread = threading.Thread(target=self._run, name="inference", daemon=True)
@@ -88,16 +100,19 @@ class Batcher:
     def _next(self) -> _Item | None:
         return self._pending.popleft() if self._pending else self._queue.get()
 
+    def _room(self, group: list[_Item]) -> bool:
+        return len(group) < self.max_batch_size or (len(group) + 1) * group[0].elements <= self.small_batch_elements
+
     def _gather(self, head: _Item) -> list[_Item]:
         group = [head]
         for item in list(self._pending):
-            if len(group) >= self.max_batch_size:
+            if not self._room(group):
                 return group
             if item.key == head.key:
                 group.append(item)
                 self._pending.remove(item)
         deadline = time.monotonic() + self.max_delay_s
-        while len(group) < self.max_batch_size:
+        while self._room(group):
             remaining = deadline - time.monotonic()
             try:
                 item = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
@@ -114,14 +129,17 @@ class Batcher:
             head = self._next()
             if head is None:
                 break
-            group = [it for it in self._gather(head) if it.future.set_running_or_notify_cancel()]
-            if not group:
-                continue
+            group = [head]
             try:
+                group = [it for it in self._gather(head) if it.future.set_running_or_notify_cancel()]
+                if not group:
+                    continue
                 out = self._forward(torch.stack([it.tensor for it in group]))
             except BaseException as exc:  # handed to the waiting requests, which log and answer 500
+                # The thread itself must live on: without it every later request of this worker would hang.
                 for it in group:
-                    it.future.set_exception(exc)
+                    if it.future.running() or it.future.set_running_or_notify_cancel():
+                        it.future.set_exception(exc)
                 continue
             if self._on_batch is not None:
                 self._on_batch(len(group))

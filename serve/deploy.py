@@ -6,7 +6,10 @@
     python -m serve.deploy delete --name normals
 
 ``deploy`` creates the Model, the EndpointConfig and the Endpoint (all named ``--name``), waits for
-InService and registers target-tracking auto scaling on invocations per instance. Every step that already
+InService and registers target-tracking auto scaling on invocations per instance. ``--async-output S3_URI``
+makes an asynchronous endpoint instead, ``--serverless-memory MB`` a serverless one (the container is told
+with SERVE_ENDPOINT_TYPE, which sets its payload and answer limits). ``--model-data`` is a model.tar.gz or an
+S3 prefix ending in ``/`` holding model.pt and model.json uncompressed. Every step that already
 exists is reported and reused, so re-running after a failure continues where it stopped. ``delete`` removes
 the scaling policy, the endpoint, its config and the model; what is already gone is reported, not an error.
 """
@@ -96,13 +99,28 @@ class Deployment:
     network_isolation: bool = False
     scaling: Scaling | None = field(default_factory=Scaling)
     tags: Mapping[str, str] = field(default_factory=dict)
+    #: Asynchronous inference: answers go to this S3 prefix.
+    async_output_s3: str | None = None
+    #: Serverless inference: memory (1024-6144 MB, steps of 1024) and most concurrent invocations.
+    serverless_memory_mb: int | None = None
+    serverless_concurrency: int = 5
 
     def __post_init__(self) -> None:
         _check_name(self.name, "--name")
         _check_s3(self.model_data, "--model-data")
-        if not self.model_data.endswith(".tar.gz"):
-            raise ShipError(f"--model-data {self.model_data} does not end in .tar.gz",
-                            "pass the training job's model.tar.gz (printed by python -m train.launch)", exit_code=2)
+        if not self.model_data.endswith((".tar.gz", "/")):
+            raise ShipError(f"--model-data {self.model_data} is neither a .tar.gz nor an S3 prefix ending in /",
+                            "pass the training job's model.tar.gz (printed by python -m train.launch), or a prefix "
+                            "s3://bucket/model/ holding model.pt and model.json uncompressed", exit_code=2)
+        if self.async_output_s3 and self.serverless_memory_mb:
+            raise ShipError("--async-output and --serverless-memory exclude each other",
+                            "pick one inference option", exit_code=2)
+        if self.async_output_s3:
+            _check_s3(self.async_output_s3, "--async-output")
+        memory, concurrency = self.serverless_memory_mb, self.serverless_concurrency
+        if memory is not None and (memory not in range(1024, 6145, 1024) or not 1 <= concurrency <= 200):
+            raise ShipError("--serverless-memory must be 1024, 2048, ..., 6144 and --serverless-concurrency 1..200",
+                            "pass e.g. --serverless-memory 3072 (the image serves within 3 GB)", exit_code=2)
         if not _ROLE_ARN.match(self.role_arn):
             raise ShipError(f"--role {self.role_arn!r} is not an IAM role ARN",
                             "pass the SageMaker execution role, arn:aws:iam::ACCOUNT:role/NAME", exit_code=2)
@@ -121,11 +139,26 @@ class Deployment:
     def resource_id(self) -> str:
         return f"endpoint/{self.name}/variant/{VARIANT}"
 
+    @property
+    def endpoint_type(self) -> str:
+        return "async" if self.async_output_s3 else "serverless" if self.serverless_memory_mb else "realtime"
+
+    def _container(self) -> dict[str, Any]:
+        env = dict(self.environment)
+        if self.endpoint_type != "realtime":
+            env.setdefault("SERVE_ENDPOINT_TYPE", self.endpoint_type)
+        container: dict[str, Any] = {"Image": self.image, "Mode": "SingleModel", "Environment": env}
+        if self.model_data.endswith("/"):  # uncompressed: SageMaker copies the prefix's objects to /opt/ml/model
+            container["ModelDataSource"] = {"S3DataSource": {"S3Uri": self.model_data, "S3DataType": "S3Prefix",
+                                                             "CompressionType": "None"}}
+        else:
+            container["ModelDataUrl"] = self.model_data
+        return container
+
     def model_request(self) -> dict[str, Any]:
         req: dict[str, Any] = {
             "ModelName": self.name,
-            "PrimaryContainer": {"Image": self.image, "ModelDataUrl": self.model_data, "Mode": "SingleModel",
-                                 "Environment": dict(self.environment)},
+            "PrimaryContainer": self._container(),
             "ExecutionRoleArn": self.role_arn,
             "EnableNetworkIsolation": self.network_isolation,
         }
@@ -134,11 +167,22 @@ class Deployment:
         return req
 
     def endpoint_config_request(self) -> dict[str, Any]:
-        variant: dict[str, Any] = {"VariantName": VARIANT, "ModelName": self.name, "InstanceType": self.instance_type,
-                                   "InitialInstanceCount": self.instance_count, "InitialVariantWeight": 1.0}
+        variant: dict[str, Any] = {"VariantName": VARIANT, "ModelName": self.name, "InitialVariantWeight": 1.0}
+        if self.serverless_memory_mb:
+            variant["ServerlessConfig"] = {"MemorySizeInMB": self.serverless_memory_mb,
+                                           "MaxConcurrency": self.serverless_concurrency}
+        else:
+            variant.update(InstanceType=self.instance_type, InitialInstanceCount=self.instance_count)
         if self.startup_timeout_s:
             variant["ContainerStartupHealthCheckTimeoutInSeconds"] = self.startup_timeout_s
         req: dict[str, Any] = {"EndpointConfigName": self.name, "ProductionVariants": [variant]}
+        if self.async_output_s3:
+            workers = self.environment.get("SAGEMAKER_MODEL_SERVER_WORKERS")
+            req["AsyncInferenceConfig"] = {
+                "OutputConfig": {"S3OutputPath": self.async_output_s3},
+                # One invocation per worker: each may hold a payload of up to 1 GB.
+                "ClientConfig": {"MaxConcurrentInvocationsPerInstance": int(workers) if workers else 2},
+            }
         if self.data_capture_s3:
             req["DataCaptureConfig"] = {
                 "EnableCapture": True,
@@ -373,7 +417,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("deploy", help="create model, endpoint config, endpoint; wait; set up auto scaling")
     p.add_argument("--name", required=True, help="name of the model, the endpoint config and the endpoint")
     p.add_argument("--image", required=True, help="image URI (the last line of ./build_and_push.sh)")
-    p.add_argument("--model-data", required=True, help="s3://.../model.tar.gz (printed by python -m train.launch)")
+    p.add_argument("--model-data", required=True,
+                   help="s3://.../model.tar.gz (printed by python -m train.launch), or an S3 prefix ending in / "
+                        "holding model.pt and model.json uncompressed")
     p.add_argument("--role", help="SageMaker execution role ARN (default: $SAGEMAKER_ROLE_ARN)")
     p.add_argument("--instance-type", default="ml.g5.xlarge")
     p.add_argument("--instance-count", type=int, default=1)
@@ -394,6 +440,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale-in-cooldown", type=int, default=300, metavar="SECONDS")
     p.add_argument("--scale-out-cooldown", type=int, default=60, metavar="SECONDS")
     p.add_argument("--tag", action="append", metavar="KEY=VALUE")
+    p.add_argument("--async-output", metavar="S3_URI", help="asynchronous endpoint writing answers here")
+    p.add_argument("--serverless-memory", type=int, metavar="MB", help="serverless endpoint of this memory (1024-6144)")
+    p.add_argument("--serverless-concurrency", type=int, default=5, help="serverless MaxConcurrency (default: 5)")
     p.add_argument("--no-wait", action="store_true", help="return after CreateEndpoint (no auto scaling then)")
     p.add_argument("--dry-run", action="store_true", help="print the requests and stop")
 
@@ -439,14 +488,16 @@ def deployment_from_args(args: argparse.Namespace) -> Deployment:
         if value is not None:
             env[var] = str(value)
     env.update(parse_key_values(args.env, "--env"))
-    scaling = None if args.no_autoscaling or args.no_wait else Scaling(
+    # Serverless endpoints scale by themselves; instance auto scaling does not apply to them.
+    scaling = None if args.no_autoscaling or args.no_wait or args.serverless_memory else Scaling(
         min_capacity=args.min_capacity, max_capacity=args.max_capacity, target_invocations=args.target_invocations,
         scale_in_cooldown_s=args.scale_in_cooldown, scale_out_cooldown_s=args.scale_out_cooldown)
     return Deployment(name=args.name, image=args.image, model_data=args.model_data, role_arn=role,
                       instance_type=args.instance_type, instance_count=args.instance_count, environment=env,
                       data_capture_s3=args.data_capture, capture_percent=args.capture_percent,
                       startup_timeout_s=args.startup_timeout, network_isolation=args.network_isolation,
-                      scaling=scaling, tags=parse_key_values(args.tag, "--tag"))
+                      scaling=scaling, tags=parse_key_values(args.tag, "--tag"), async_output_s3=args.async_output,
+                      serverless_memory_mb=args.serverless_memory, serverless_concurrency=args.serverless_concurrency)
 
 
 def main(argv: Sequence[str] | None = None, session: Any = None) -> int:

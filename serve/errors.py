@@ -15,6 +15,10 @@ class BadRequest(ServeError):
     """The body cannot be decoded, or decodes to something the model cannot take (shape, NaN, size)."""
 
 
+class ResponseTooLarge(BadRequest):
+    """The answer would exceed the endpoint's response limit (SageMaker real-time: 6 MB)."""
+
+
 class UnsupportedMediaType(ServeError):
     """The request's Content-Type is not one we decode."""
 

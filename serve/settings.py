@@ -15,23 +15,44 @@ from pathlib import Path
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 BATCH_STRATEGIES = {"multirecord": "MultiRecord", "multi_record": "MultiRecord",
                     "singlerecord": "SingleRecord", "single_record": "SingleRecord"}
+ENDPOINT_TYPES = ("realtime", "async", "serverless")
 _TRUE = {"1", "true", "yes", "on"}
+MIB = 1024 * 1024
+#: Default CPU workers: 2 processes x 1 thread beat 1 x 2 on the measured 2-core CPU; capped so big
+#: hosts do not pay ~400 MB per extra worker for little gain.
+MAX_DEFAULT_CPU_WORKERS = 4
+#: SageMaker's request/response limits by inference option (sagemaker-runtime API and developer guide):
+#: real-time 6 MB (6291456 bytes), serverless 4 MB, async 1 GB read from S3.
+PAYLOAD_LIMITS_MB = {"realtime": 6, "serverless": 4, "async": 1024}
+#: Batch transform with MaxPayloadInMB=0 sends each S3 object whole; we still read at most this much.
+WHOLE_OBJECT_LIMIT_MB = 1024
 _FALSE = {"0", "false", "no", "off", ""}
 
 #: (name, default, meaning) for the README and --help.
 VARIABLES: tuple[tuple[str, str, str], ...] = (
     ("SAGEMAKER_BIND_TO_PORT", "8080", "port to listen on (all interfaces)"),
-    ("SAGEMAKER_MODEL_SERVER_WORKERS / MODEL_SERVER_WORKERS", "GPUs, else min(2, CPUs)", "gunicorn worker processes"),
+    ("SAGEMAKER_MODEL_SERVER_WORKERS / MODEL_SERVER_WORKERS",
+     f"GPUs, else min(CPUs, {MAX_DEFAULT_CPU_WORKERS}); 1 serverless",
+     "gunicorn worker processes"),
     ("SAGEMAKER_MODEL_SERVER_TIMEOUT / MODEL_SERVER_TIMEOUT", "60 (600 in batch transform)",
      "seconds a request may wait for its prediction"),
-    ("SAGEMAKER_MAX_PAYLOAD_IN_MB", "6", "largest request body (MiB); larger -> 413"),
+    ("SAGEMAKER_MAX_PAYLOAD_IN_MB", "6 (4 serverless, 1024 async)",
+     f"largest request body (MiB), larger -> 413; 0 in batch transform = whole object (read up to "
+     f"{WHOLE_OBJECT_LIMIT_MB})"),
     ("SAGEMAKER_BATCH", "false", "set by batch transform (any case of true/false)"),
+    ("SERVE_ENDPOINT_TYPE", "realtime", "realtime|async|serverless: sets the payload, answer and timeout limits"),
     ("SAGEMAKER_BATCH_STRATEGY", "MultiRecord", "BatchStrategy reported by /execution-parameters"),
     ("SAGEMAKER_MAX_CONCURRENT_TRANSFORMS", "workers", "MaxConcurrentTransforms reported by /execution-parameters"),
     ("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT", "(per request type)", "response type for a missing or */* Accept"),
     ("SM_MODEL_DIR", "/opt/ml/model", "model directory (read only)"),
-    ("SERVE_MAX_IMAGE_PIXELS", "4194304", "largest H*W of one image; larger -> 400"),
-    ("SERVE_MAX_IMAGES", "64", "most images in one request; more -> 400"),
+    ("SERVE_MAX_IMAGE_PIXELS", "4194304 (1048576 serverless)", "largest H*W of one image; larger -> 400"),
+    ("SERVE_MAX_IMAGES", "64 (no limit in batch transform and async)", "most images in one request; more -> 400"),
+    ("SERVE_MAX_REQUEST_PIXELS", "16777216 (no limit in batch transform and async)",
+     "most decoded pixels (sum of H*W) in one request; more -> 400"),
+    ("SERVE_MAX_RESPONSE_MB", "6 (4 serverless; no limit in batch transform and async)",
+     "largest answer (MiB); larger -> 400 naming a smaller Accept type"),
+    ("SERVE_WORKER_MAX_PIXELS", "SERVE_MAX_IMAGE_PIXELS",
+     "pixels one worker decodes and predicts at once, over all its requests (they wait for room)"),
     ("SERVE_MAX_BATCH_SIZE", "1 on CPU, 8 on GPU", "dynamic batching: most images in one forward pass"),
     ("SERVE_MAX_BATCH_DELAY_MS", "0 on CPU, 5 on GPU", "dynamic batching: longest wait for a batch to fill"),
     ("SERVE_PRECISION", "auto", "auto|fp32|bf16|fp16 (auto: bf16/fp16 autocast on GPU, fp32 on CPU)"),
@@ -53,13 +74,19 @@ class ServeSettings:
     #: None: decided from the hardware by ``resolve_workers``.
     workers: int | None = None
     timeout_s: float = 60.0
-    max_payload_bytes: int = 6 * 1024 * 1024
+    max_payload_bytes: int = 6 * MIB
     batch_mode: bool = False
+    endpoint_type: str = "realtime"
     batch_strategy: str = "MultiRecord"
     max_concurrent_transforms: int | None = None
     default_accept: str | None = None
     max_image_pixels: int = 2048 * 2048
-    max_images: int = 64
+    #: None: no limit (batch transform and async, where the payload limit bounds the count).
+    max_images: int | None = 64
+    max_request_pixels: int | None = 4 * 2048 * 2048
+    max_response_bytes: int | None = 6 * MIB
+    #: None: the same as ``max_image_pixels`` (one largest image at a time).
+    worker_max_pixels: int | None = None
     #: None: per-device default (see ``batching_defaults``).
     max_batch_size: int | None = None
     max_batch_delay_ms: float | None = None
@@ -69,9 +96,23 @@ class ServeSettings:
     http_threads: int = 32
     log_level: str = "info"
 
+    #: What /execution-parameters reports (0: whole object); None: derived from ``max_payload_bytes``.
+    reported_payload_mb: int | None = None
+
     @property
     def max_payload_mb(self) -> int:
-        return max(1, -(-self.max_payload_bytes // (1024 * 1024)))
+        if self.reported_payload_mb is not None:
+            return self.reported_payload_mb
+        return max(1, -(-self.max_payload_bytes // MIB))
+
+    @property
+    def worker_pixels(self) -> int:
+        return self.worker_max_pixels or self.max_image_pixels
+
+    @property
+    def full_answers(self) -> bool:
+        """Batch transform and async write answers to S3: no response size limit applies."""
+        return self.batch_mode or self.endpoint_type == "async"
 
     def with_workers(self, workers: int) -> ServeSettings:
         return replace(self, workers=workers)
@@ -129,31 +170,72 @@ def _choice(env: Mapping[str, str], name: str, default: str, choices: Mapping[st
         raise SettingsError(f"{name}={found[1]!r} is not one of {sorted(set(choices.values()))}") from None
 
 
+def _optional_limit(env: Mapping[str, str], name: str, default: int | None, scale: int, high: int) -> int | None:
+    """A size limit where 0 means none; ``default`` None: no limit unless set."""
+    value = _int(env, name, default=None, low=0, high=high)
+    if value is None:
+        return default
+    return value * scale if value else None
+
+
+def _payload(env: Mapping[str, str], batch_mode: bool, endpoint_type: str) -> tuple[int, int | None]:
+    """(body limit in bytes, MaxPayloadInMB to report or None) from SAGEMAKER_MAX_PAYLOAD_IN_MB."""
+    high = PAYLOAD_LIMITS_MB["async"] if endpoint_type == "async" and not batch_mode else 100
+    mb = _int(env, "SAGEMAKER_MAX_PAYLOAD_IN_MB", default=None, low=0 if batch_mode else 1, high=high)
+    if mb is None:
+        return (6 if batch_mode else PAYLOAD_LIMITS_MB[endpoint_type]) * MIB, None
+    if mb == 0:  # batch transform: the whole S3 object in one request (chunked)
+        return WHOLE_OBJECT_LIMIT_MB * MIB, 0
+    return mb * MIB, None
+
+
 def settings_from_env(env: Mapping[str, str] | None = None) -> ServeSettings:
     """Parse the serving environment (``os.environ`` by default) once, failing loudly on bad values."""
     env = os.environ if env is None else env
     batch_mode = _bool(env, "SAGEMAKER_BATCH")
-    # Batch transform allows up to 100 MB per request and 600 s per invocation by default.
-    payload_mb = _int(env, "SAGEMAKER_MAX_PAYLOAD_IN_MB", default=6, low=1, high=100)
+    endpoint_type = _choice(env, "SERVE_ENDPOINT_TYPE", "realtime", {t: t for t in ENDPOINT_TYPES})
+    full_answers = batch_mode or endpoint_type == "async"
+    payload_bytes, reported_mb = _payload(env, batch_mode, endpoint_type)
+    # Batch transform allows 600 s per invocation by default, async 900 s (up to 3600 for both).
     timeout = _int(env, "SAGEMAKER_MODEL_SERVER_TIMEOUT", "SAGEMAKER_MODEL_SERVER_TIMEOUT_SECONDS",
-                   "MODEL_SERVER_TIMEOUT", default=600 if batch_mode else 60, low=1, high=3600)
+                   "MODEL_SERVER_TIMEOUT", default=600 if batch_mode else 900 if endpoint_type == "async" else 60,
+                   low=1, high=3600)
     accept = _get(env, "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT")
     device = _get(env, "SERVE_DEVICE")
     if device is not None and device[1].split(":")[0] not in ("cpu", "cuda"):
         raise SettingsError(f"SERVE_DEVICE={device[1]!r} must be cpu, cuda or cuda:<index>")
     model_dir = _get(env, "SM_MODEL_DIR")
+    serverless = endpoint_type == "serverless"
+    # Serverless: 1-6 GB for the whole container, so one worker and images up to 1024 x 1024 by default
+    # (the default U-Net needs ~1.2 KB per pixel in flight on CPU: see the README's memory section).
+    max_image_pixels = _int(env, "SERVE_MAX_IMAGE_PIXELS", default=(1024 if serverless else 2048) ** 2, low=1,
+                            high=1 << 28)
+    worker_pixels = _int(env, "SERVE_WORKER_MAX_PIXELS", default=None, low=1, high=1 << 30)
+    if worker_pixels is not None and worker_pixels < max_image_pixels:
+        raise SettingsError(
+            f"SERVE_WORKER_MAX_PIXELS={worker_pixels} is below SERVE_MAX_IMAGE_PIXELS={max_image_pixels}: the "
+            "largest allowed image could never be predicted; raise it or lower SERVE_MAX_IMAGE_PIXELS"
+        )
+    response_default = None if full_answers else PAYLOAD_LIMITS_MB[endpoint_type] * MIB
     return ServeSettings(
         model_dir=Path(model_dir[1]) if model_dir else Path("/opt/ml/model"),
         port=_int(env, "SAGEMAKER_BIND_TO_PORT", default=8080, low=1, high=65535),
-        workers=_int(env, "SAGEMAKER_MODEL_SERVER_WORKERS", "MODEL_SERVER_WORKERS", default=None, low=1, high=256),
+        workers=_int(env, "SAGEMAKER_MODEL_SERVER_WORKERS", "MODEL_SERVER_WORKERS", default=1 if serverless else None,
+                     low=1, high=256),
         timeout_s=float(timeout),
-        max_payload_bytes=payload_mb * 1024 * 1024,
+        max_payload_bytes=payload_bytes,
+        reported_payload_mb=reported_mb,
         batch_mode=batch_mode,
+        endpoint_type=endpoint_type,
         batch_strategy=_choice(env, "SAGEMAKER_BATCH_STRATEGY", "MultiRecord", BATCH_STRATEGIES),
         max_concurrent_transforms=_int(env, "SAGEMAKER_MAX_CONCURRENT_TRANSFORMS", default=None, low=1, high=1024),
         default_accept=accept[1] if accept else None,
-        max_image_pixels=_int(env, "SERVE_MAX_IMAGE_PIXELS", default=2048 * 2048, low=1, high=1 << 28),
-        max_images=_int(env, "SERVE_MAX_IMAGES", default=64, low=1, high=4096),
+        max_image_pixels=max_image_pixels,
+        max_images=_optional_limit(env, "SERVE_MAX_IMAGES", None if full_answers else 64, 1, 1 << 24),
+        max_request_pixels=_optional_limit(env, "SERVE_MAX_REQUEST_PIXELS",
+                                           None if full_answers else 4 * 2048 * 2048, 1, 1 << 40),
+        max_response_bytes=_optional_limit(env, "SERVE_MAX_RESPONSE_MB", response_default, MIB, 1 << 20),
+        worker_max_pixels=worker_pixels,
         max_batch_size=_int(env, "SERVE_MAX_BATCH_SIZE", default=None, low=1, high=1024),
         max_batch_delay_ms=_float(env, "SERVE_MAX_BATCH_DELAY_MS", None, 0.0, 1000.0),
         precision=_choice(env, "SERVE_PRECISION", "auto", {p: p for p in PRECISIONS}),

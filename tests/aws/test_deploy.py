@@ -140,3 +140,48 @@ def test_delete_tears_everything_down_and_a_second_delete_says_already_gone(aws,
 
     assert deploy.main(["--poll-seconds", "0", "delete", "--name", "normals"], session=aws.session()) == 0
     assert capsys.readouterr().err.count("already gone") == 5
+
+
+BASE = ["--poll-seconds", "0", "deploy", "--name", "normals", "--image", IMAGE, "--role", ROLE, "--instance-type",
+        "ml.m5.xlarge"]
+
+
+def test_async_endpoint_gets_its_output_path_and_tells_the_container(aws) -> None:
+    assert deploy.main([*BASE, "--model-data", MODEL, "--async-output", "s3://bucket/async-out/", "--workers", "2"],
+                       session=aws.session()) == 0
+    config = aws.recorder.only("CreateEndpointConfig")
+    assert config["AsyncInferenceConfig"] == {"OutputConfig": {"S3OutputPath": "s3://bucket/async-out/"},
+                                              "ClientConfig": {"MaxConcurrentInvocationsPerInstance": 2}}
+    assert config["ProductionVariants"][0]["InstanceType"] == "ml.m5.xlarge"
+    env = aws.recorder.only("CreateModel")["PrimaryContainer"]["Environment"]
+    assert env == {"SAGEMAKER_MODEL_SERVER_WORKERS": "2", "SERVE_ENDPOINT_TYPE": "async"}
+
+
+def test_serverless_endpoint_has_memory_and_concurrency_and_no_instance_scaling(aws) -> None:
+    assert deploy.main([*BASE, "--model-data", MODEL, "--serverless-memory", "3072", "--serverless-concurrency", "4"],
+                       session=aws.session()) == 0
+    variant = aws.recorder.only("CreateEndpointConfig")["ProductionVariants"][0]
+    assert variant == {"VariantName": "AllTraffic", "ModelName": "normals", "InitialVariantWeight": 1.0,
+                       "ServerlessConfig": {"MemorySizeInMB": 3072, "MaxConcurrency": 4}}
+    assert aws.recorder.only("CreateModel")["PrimaryContainer"]["Environment"] == {"SERVE_ENDPOINT_TYPE": "serverless"}
+    assert "RegisterScalableTarget" not in aws.recorder.ops()
+
+
+def test_uncompressed_model_data_is_an_s3_prefix(aws) -> None:
+    assert deploy.main([*BASE, "--model-data", "s3://bucket/models/normals/", "--no-autoscaling"],
+                       session=aws.session()) == 0
+    container = aws.recorder.only("CreateModel")["PrimaryContainer"]
+    assert "ModelDataUrl" not in container
+    assert container["ModelDataSource"] == {"S3DataSource": {"S3Uri": "s3://bucket/models/normals/",
+                                                             "S3DataType": "S3Prefix", "CompressionType": "None"}}
+
+
+@pytest.mark.parametrize(("extra", "fragment"), [
+    (["--model-data", "s3://bucket/model.zip"], "neither a .tar.gz"),
+    (["--model-data", MODEL, "--serverless-memory", "3000"], "--serverless-memory"),
+    (["--model-data", MODEL, "--serverless-memory", "2048", "--async-output", "s3://b/o/"], "exclude each other"),
+])
+def test_bad_inference_options_are_refused_before_any_call(aws, extra, fragment) -> None:
+    with pytest.raises(ShipError, match=fragment):
+        deploy.main([*BASE, *extra], session=aws.session())
+    assert not aws.recorder.ops()

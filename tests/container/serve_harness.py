@@ -48,14 +48,19 @@ class Served:
 
 def start(
     image: str, model_dir: Path, env: dict[str, str] | None = None, *, wait_ready: bool = True,
-    deadline_s: float = 120.0,
+    deadline_s: float = 120.0, volumes: dict[Path, str] | None = None, **run_options: Any,
 ) -> Served:
-    """``docker run -p 127.0.0.1::8080 -v model_dir:/opt/ml/model:ro IMAGE serve``, polled until /ping is 200."""
+    """``docker run -p 127.0.0.1::8080 -v model_dir:/opt/ml/model:ro IMAGE serve``, polled until /ping is 200.
+
+    ``volumes`` mounts more host paths read-only (host path -> container path); ``run_options`` go to
+    ``containers.run`` (e.g. ``mem_limit="3g"``).
+    """
     client = docker.from_env()
+    mounts = {str(model_dir): {"bind": "/opt/ml/model", "mode": "ro"}}  # read-only, as on SageMaker
+    mounts.update({str(host): {"bind": inside, "mode": "ro"} for host, inside in (volumes or {}).items()})
     container = client.containers.run(
         image, "serve", detach=True, environment=env or {},
-        ports={"8080/tcp": ("127.0.0.1", None)},
-        volumes={str(model_dir): {"bind": "/opt/ml/model", "mode": "ro"}},  # read-only, as on SageMaker
+        ports={"8080/tcp": ("127.0.0.1", None)}, volumes=mounts, **run_options,
     )
     port = 0
     end = time.monotonic() + 30
@@ -90,3 +95,26 @@ def wait_for_ping(served: Served, deadline_s: float = 120.0, poll_s: float = 0.0
 def wait_for_exit(served: Served, deadline_s: float) -> int:
     result = served.container.wait(timeout=deadline_s)
     return int(result["StatusCode"])
+
+
+_WORKERS_SCRIPT = """
+import os
+for pid in os.listdir('/proc'):
+    if pid.isdigit():
+        try:
+            stat = open(f'/proc/{pid}/stat').read().rsplit(')', 1)[1].split()
+            status = dict(line.split(':', 1) for line in open(f'/proc/{pid}/status') if ':' in line)
+        except OSError:
+            continue
+        if stat[1] == '1':  # children of PID 1 (the gunicorn master): the workers
+            print(pid, status['VmRSS'].split()[0], status['VmHWM'].split()[0])
+"""
+
+
+def workers(served: Served) -> dict[int, tuple[int, int]]:
+    """Worker PID -> (RSS, peak RSS) in KiB, read from /proc inside the container."""
+    code, out = served.container.exec_run(["python", "-c", _WORKERS_SCRIPT])
+    if code != 0:
+        raise RuntimeError(out.decode(errors="replace"))
+    rows = [line.split() for line in out.decode().splitlines() if line.strip()]
+    return {int(pid): (int(rss), int(hwm)) for pid, rss, hwm in rows}

@@ -111,9 +111,10 @@ def test_invoke_guesses_the_content_types_the_server_accepts(suffix: str, conten
     assert deploy.CONTENT_TYPES[suffix] == content_type
 
 
-def test_deployment_refuses_a_model_that_is_not_a_tarball() -> None:
-    with pytest.raises(ShipError, match=r"does not end in \.tar\.gz"):
-        deploy.Deployment(name="n", image="i", model_data="s3://bkt/model/", role_arn=ROLE)
+def test_deployment_refuses_a_model_that_is_neither_a_tarball_nor_a_prefix() -> None:
+    with pytest.raises(ShipError, match=r"neither a \.tar\.gz nor an S3 prefix"):
+        deploy.Deployment(name="n", image="i", model_data="s3://bkt/model.zip", role_arn=ROLE)
+    assert deploy.Deployment(name="n", image="i", model_data="s3://bkt/model/", role_arn=ROLE).model_data
 
 
 def test_key_value_flags() -> None:

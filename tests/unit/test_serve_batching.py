@@ -89,3 +89,27 @@ def test_submit_after_close_is_not_ready():
     b.close()
     with pytest.raises(NotReady):
         b.submit([torch.zeros(1)], timeout=1)
+
+
+def test_small_inputs_share_a_pass_even_when_batching_is_off():
+    fwd = RecordingForward()
+    b = Batcher(fwd, max_batch_size=1, small_batch_elements=3 * 4 * 4 * 3).start()
+    try:
+        out = b.submit([torch.full((3, 4, 4), float(i)) for i in range(7)], timeout=5)
+        assert [float(o[0, 0, 0]) for o in out] == [0, 2, 4, 6, 8, 10, 12]
+        assert fwd.batches == [3, 3, 1]
+        assert b.submit([torch.zeros(3, 8, 8)] * 2, timeout=5) and fwd.batches[-2:] == [1, 1]
+    finally:
+        b.close()
+
+
+def test_queued_inputs_of_other_shapes_never_kill_the_inference_thread():
+    fwd = RecordingForward()
+    b = Batcher(fwd, max_batch_size=1, small_batch_elements=10_000).start()
+    try:
+        mixed = [torch.full((3, 4 + i % 3, 4), float(i)) for i in range(12)]  # shapes interleaved in the queue
+        out = b.submit(mixed, timeout=5)
+        assert [float(o[0, 0, 0]) for o in out] == [2.0 * i for i in range(12)]
+        assert sorted(fwd.batches) == [4, 4, 4]
+    finally:
+        b.close()

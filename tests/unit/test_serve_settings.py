@@ -83,3 +83,95 @@ def test_workers_take_gpus_round_robin():
     assert [worker_device(s, i, gpus=2) for i in range(4)] == ["cuda:0", "cuda:1", "cuda:0", "cuda:1"]
     assert worker_device(s, 3, gpus=0) == "cpu"
     assert worker_device(ServeSettings(device="cuda:1"), 0, gpus=2) == "cuda:1"
+
+
+def test_help_states_the_worker_default_the_code_uses(capsys):
+    from container.serving import _parse_args
+    from serve.settings import MAX_DEFAULT_CPU_WORKERS
+
+    with pytest.raises(SystemExit):
+        _parse_args(["--help"])
+    text = capsys.readouterr().out
+    assert f"min(CPUs, {MAX_DEFAULT_CPU_WORKERS})" in text
+    assert "min(2, CPUs)" not in text
+    assert resolve_workers(ServeSettings(), gpus=0, cpus=64) == MAX_DEFAULT_CPU_WORKERS
+
+
+def test_max_payload_zero_in_batch_transform_means_the_whole_object():
+    s = settings_from_env({"SAGEMAKER_BATCH": "true", "SAGEMAKER_MAX_PAYLOAD_IN_MB": "0"})
+    assert s.max_payload_mb == 0  # reported back to /execution-parameters as set
+    assert s.max_payload_bytes == 1024 * 1024 * 1024
+    with pytest.raises(SettingsError, match="SAGEMAKER_MAX_PAYLOAD_IN_MB"):
+        settings_from_env({"SAGEMAKER_MAX_PAYLOAD_IN_MB": "0"})  # a real-time endpoint needs a real limit
+
+
+def test_batch_transform_limits_follow_the_payload_not_a_record_count():
+    s = settings_from_env({"SAGEMAKER_BATCH": "True", "SAGEMAKER_MAX_PAYLOAD_IN_MB": "100"})
+    assert (s.max_images, s.max_request_pixels, s.max_response_bytes) == (None, None, None)
+    assert s.full_answers
+    realtime = settings_from_env({})
+    assert realtime.max_images == 64
+    assert realtime.max_response_bytes == 6 * 1024 * 1024
+    assert realtime.max_request_pixels == 4 * 2048 * 2048
+
+
+@pytest.mark.parametrize(("kind", "payload_mb", "response", "timeout"),
+                         [("realtime", 6, 6 * 2**20, 60), ("serverless", 4, 4 * 2**20, 60), ("async", 1024, None, 900)])
+def test_endpoint_type_sets_sagemakers_limits(kind, payload_mb, response, timeout):
+    s = settings_from_env({"SERVE_ENDPOINT_TYPE": kind})
+    assert s.max_payload_bytes == payload_mb * 2**20
+    assert s.max_response_bytes == response
+    assert s.timeout_s == timeout
+
+
+def test_limits_can_be_lifted_with_zero_and_the_worker_budget_must_fit_one_image():
+    s = settings_from_env({"SERVE_MAX_RESPONSE_MB": "0", "SERVE_MAX_IMAGES": "0", "SERVE_MAX_REQUEST_PIXELS": "0"})
+    assert (s.max_images, s.max_request_pixels, s.max_response_bytes) == (None, None, None)
+    assert settings_from_env({}).worker_pixels == 2048 * 2048
+    with pytest.raises(SettingsError, match="SERVE_WORKER_MAX_PIXELS"):
+        settings_from_env({"SERVE_WORKER_MAX_PIXELS": "1000", "SERVE_MAX_IMAGE_PIXELS": "2000"})
+
+
+def test_cpu_pixel_limits_shrink_to_the_containers_memory_unless_set():
+    from container.serving import fit_to_memory
+    from serve.memory import worst_case_bytes
+
+    s = ServeSettings()
+    small = fit_to_memory(s, workers=2, on_cpu=True, explicit=False, memory=4 << 30)
+    assert small.max_image_pixels == small.worker_pixels < s.max_image_pixels
+    assert 2 * worst_case_bytes(small.worker_pixels) <= 4 << 30  # both workers at their worst fit
+    assert fit_to_memory(s, workers=2, on_cpu=True, explicit=False, memory=64 << 30) == s
+    assert fit_to_memory(s, workers=2, on_cpu=True, explicit=True, memory=4 << 30) == s
+    assert fit_to_memory(s, workers=2, on_cpu=False, explicit=False, memory=4 << 30) == s
+
+
+def test_container_memory_prefers_the_cgroup_limit(tmp_path):
+    from serve.memory import container_memory
+
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:       16384000 kB\nMemFree: 1 kB\n")
+    limit, unlimited = tmp_path / "memory.max", tmp_path / "unlimited"
+    limit.write_text("3221225472\n")
+    unlimited.write_text("max\n")
+    assert container_memory(meminfo, (limit,)) == 3 << 30
+    assert container_memory(meminfo, (unlimited, tmp_path / "absent")) == 16384000 * 1024
+
+
+def test_malloc_arenas_are_capped_unless_the_environment_says(monkeypatch):
+    from container.serving import MALLOC_ARENAS, limit_malloc_arenas
+
+    class FakeLibc:
+        calls: list = []
+
+        def mallopt(self, param, value):
+            self.calls.append((param, value))
+            return 1
+
+    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
+    libc = FakeLibc()
+    assert limit_malloc_arenas(libc) is True
+    assert libc.calls == [(-8, MALLOC_ARENAS)]  # M_ARENA_MAX
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    assert limit_malloc_arenas(libc) is False and len(libc.calls) == 1
+    monkeypatch.delenv("MALLOC_ARENA_MAX")
+    assert limit_malloc_arenas() in (True, False)  # the real libc: never raises
