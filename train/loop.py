@@ -23,6 +23,7 @@ from model.artifact import atomic_write_bytes, save_model_dir
 from model.family import ModelFamily, family_path
 from model.runtime import Runtime
 from train import metrics_log
+from train.baseline import write_baseline
 from train.checkpoint import CheckpointManager
 from train.config import TrainConfig
 from train.data import EpochSampler, Splits, make_loader
@@ -387,6 +388,7 @@ class Trainer:
         job = self.job
         save_model_dir(job.paths.model_dir, job.family, job.arch, self.raw_model,
                        job.family.preprocessing(job.arch, job.config.image_size), summary)
+        write_baseline(job, self.raw_model, self.splits)  # drift_baseline.json (monitoring)
         out = job.paths.output_data_dir
         out.mkdir(parents=True, exist_ok=True)
         report = {**summary, "history": self.history}
