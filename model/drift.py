@@ -12,7 +12,7 @@ and compared) plus a few scalars for people to read:
   size         the shorter side, in buckets (the model was trained at one scale)
 
 Pixels are sampled on a regular grid of at most ``GRID`` x ``GRID`` points, so the cost does not grow with
-the image (about 0.2 ms for any size; measured in ``bench/drift_bench.py``).
+the image (0.7 ms at 256 x 256 on the 2-core CPU, and no more for larger images; ``python -m bench.drift_bench``).
 
 An *aggregate* (``Aggregate``) is the sum of many summaries, each image weighing the same; the training
 baseline is one, written as JSON with ``FORMAT_VERSION``.

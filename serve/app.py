@@ -20,6 +20,7 @@ from werkzeug.exceptions import HTTPException
 
 from serve import codecs
 from serve.batching import Batcher
+from serve.drift import RequestMonitor
 from serve.errors import (
     BadRequest,
     MethodNotAllowed,
@@ -156,6 +157,7 @@ def create_app(
         serving = model
     default_accept = _default_accept(settings)
     limits = codecs.Limits(max_pixels=settings.max_image_pixels, max_images=settings.max_images)
+    monitor = RequestMonitor.load(settings.model_dir, metrics.registry)
 
     app = Flask("serve")
     app.config["MAX_CONTENT_LENGTH"] = None  # _read_body enforces the limit with our own message
@@ -195,6 +197,7 @@ def create_app(
         outputs = loaded.batcher.submit([predictor.prepare(im) for im in images], timeout=settings.timeout_s)
         preds = [predictor.finish(o, im.shape) for o, im in zip(outputs, images, strict=True)]
         metrics.images.inc(len(preds))
+        g.monitoring = monitor.observe(images, preds, predictor.family)
         payload = codecs.ENCODERS[out_type.essence](preds, decoded.batched, out_type, predictor.family.to_image)
         return Response(payload, status=200, content_type=str(out_type))
 
@@ -254,6 +257,7 @@ def create_app(
                 "images": g.get("images", 0),
                 "latency_ms": round(latency * 1000, 2),
             }
+            record.update(g.get("monitoring", {}))
             if "error" in g:
                 record["error"] = g.error[:300]
             level = logging.DEBUG if route == "/ping" and response.status_code == 200 else logging.INFO
