@@ -20,7 +20,7 @@ import binascii
 import io
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +33,13 @@ CAPTURE_SUFFIXES = (".jsonl",)
 
 @dataclass(frozen=True)
 class Observed:
-    """The images of one request (or one image file), where they came from, and when (capture only)."""
+    """The images of one request (or one image file), where they came from, when, and the answer's arrays
+    (capture only; empty when the answer was not captured or is not an array type)."""
 
     source: str
     images: list[np.ndarray]
     time: str | None = None
+    predictions: list[np.ndarray] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,35 @@ def decode_body(data: bytes, content_type: str) -> list[np.ndarray]:
     raise ValueError(f"content type {content_type!r} is not one the server accepts")
 
 
+def _prediction(record: Any) -> np.ndarray:
+    return np.asarray(record["normals"], dtype=np.float32)
+
+
+def decode_answer(data: bytes, content_type: str) -> list[np.ndarray]:
+    """The prediction arrays of an answer: JSON ``{"shape", "normals"}`` (or ``{"predictions": [...]}``),
+    JSON Lines of those, or npy. Pictures (``image/png``) carry no exact values and give none."""
+    essence = content_type.split(";", 1)[0].strip().lower()
+    if essence == "application/json":
+        doc = json.loads(data)
+        return [_prediction(r) for r in (doc["predictions"] if "predictions" in doc else [doc])]
+    if essence == "application/jsonlines":
+        return [_prediction(json.loads(line)) for line in data.splitlines() if line.strip()]
+    if essence == "application/x-npy":
+        arr = np.load(io.BytesIO(data), allow_pickle=False).astype(np.float32)
+        return list(arr) if arr.ndim == 4 else [arr]
+    return []
+
+
+def _answers(record: dict[str, Any]) -> list[np.ndarray]:
+    part = record["captureData"].get("endpointOutput")
+    if not part or not part.get("data"):
+        return []
+    try:
+        return decode_answer(payload_bytes(part), part.get("observedContentType", ""))
+    except (KeyError, TypeError, ValueError, binascii.Error):
+        return []  # the inputs still count; an unreadable answer only loses the prediction histogram
+
+
 def payload_bytes(part: dict[str, Any]) -> bytes:
     """The raw bytes of a captureData part, whatever its ``encoding``."""
     data, encoding = part.get("data", ""), str(part.get("encoding", "")).upper()
@@ -106,7 +137,7 @@ def read_capture_file(path: Path) -> Iterator[Observed | Skipped]:
                 record = json.loads(line)
                 part = record["captureData"]["endpointInput"]
                 images = decode_body(payload_bytes(part), part.get("observedContentType", ""))
-                yield Observed(where, images, record.get("eventMetadata", {}).get("inferenceTime"))
+                yield Observed(where, images, record.get("eventMetadata", {}).get("inferenceTime"), _answers(record))
             except (KeyError, TypeError, ValueError, binascii.Error, OSError) as exc:
                 yield Skipped(where, f"{type(exc).__name__}: {exc}"[:300])
 

@@ -18,6 +18,7 @@ import json
 import sys
 import tarfile
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -57,51 +58,86 @@ def load_baseline(path: Path) -> drift.Baseline:
                        "/opt/ml/processing/input/baseline")
 
 
-def report(baseline: drift.Baseline, root: Path, max_images: int) -> tuple[dict[str, Any], list[Any]]:
-    """The report document and the chart panels."""
-    from container.drift_chart import Panel
+@dataclass
+class Observations:
+    summaries: list[drift.Summary] = field(default_factory=list)
+    predictions: drift.Aggregate = field(default_factory=drift.Aggregate)
+    skipped: list[Skipped] = field(default_factory=list)
+    times: list[str] = field(default_factory=list)
+    records: int = 0
 
-    summaries: list[drift.Summary] = []
-    skipped: list[Skipped] = []
-    times: list[str] = []
-    records = 0
+
+def read(root: Path, max_images: int, with_predictions: bool) -> Observations:
+    """Summaries of at most ``max_images`` inputs (and their answers) under ``root``."""
     if not root.exists():
         raise MonitorError(f"input {root} does not exist", "pass --input with a folder of data-capture .jsonl files "
                            "or images (as a Processing job: /opt/ml/processing/input/capture)")
+    seen = Observations()
     for item in read_inputs(root):
         if isinstance(item, Skipped):
-            skipped.append(item)
+            seen.skipped.append(item)
             continue
-        records += 1
-        times.extend([item.time] if item.time else [])
-        summaries.extend(drift.summarize_image(im) for im in item.images[: max(0, max_images - len(summaries))])
-    if not summaries:
-        raise MonitorError(f"no decodable image under {root} ({records} records, {len(skipped)} skipped"
-                           + (f"; first: {skipped[0].source}: {skipped[0].reason}" if skipped else "") + ")",
-                           "point --input at the endpoint's data-capture prefix (files *.jsonl) or a folder of images")
-    observed = drift.aggregate(summaries)
+        seen.records += 1
+        seen.times.extend([item.time] if item.time else [])
+        room = max(0, max_images - len(seen.summaries))
+        seen.summaries.extend(drift.summarize_image(im) for im in item.images[:room])
+        if with_predictions and seen.predictions.count < max_images:
+            for prediction in item.predictions:
+                seen.predictions.add(drift.summarize_normals(prediction))
+    if not seen.summaries:
+        first = f"; first: {seen.skipped[0].source}: {seen.skipped[0].reason}" if seen.skipped else ""
+        raise MonitorError(f"no decodable image under {root} ({seen.records} records, {len(seen.skipped)} skipped"
+                           f"{first})", "point --input at the endpoint's data-capture prefix (files *.jsonl) or a "
+                           "folder of images")
+    return seen
+
+
+def _rounded(values: dict[str, float]) -> dict[str, float]:
+    return {k: round(v, 4) for k, v in values.items()}
+
+
+def report(baseline: drift.Baseline, seen: Observations) -> dict[str, Any]:
+    """The report document (drift_report.json)."""
+    observed = drift.aggregate(seen.summaries)
     psi = drift.psi_by_histogram(baseline.inputs, observed)
-    per_image = np.array([drift.drift_score(baseline.inputs, drift.aggregate([s])) or 0.0 for s in summaries])
+    per_image = np.array([drift.drift_score(baseline.inputs, drift.aggregate([s])) or 0.0 for s in seen.summaries])
     score = max(psi.values()) if psi else 0.0
     doc: dict[str, Any] = {
         "format_version": 1,
-        "images": len(summaries), "records": records, "skipped": len(skipped),
-        "skipped_examples": [{"source": s.source, "reason": s.reason} for s in skipped[:MAX_SKIPPED_LISTED]],
-        "time_range": [min(times), max(times)] if times else None,
+        "images": len(seen.summaries), "records": seen.records, "skipped": len(seen.skipped),
+        "skipped_examples": [{"source": s.source, "reason": s.reason} for s in seen.skipped[:MAX_SKIPPED_LISTED]],
+        "time_range": [min(seen.times), max(seen.times)] if seen.times else None,
         "baseline_images": baseline.inputs.count,
         "score": round(score, 4), "threshold": drift.ALERT_SET, "drifted": score > drift.ALERT_SET,
-        "psi": {k: round(v, 4) for k, v in psi.items()},
-        "per_image": {"mean": round(float(per_image.mean()), 4), "median": round(float(np.median(per_image)), 4),
-                      "p90": round(float(np.percentile(per_image, 90)), 4), "max": round(float(per_image.max()), 4),
+        "psi": _rounded(psi),
+        "per_image": {**_rounded({"mean": float(per_image.mean()), "median": float(np.median(per_image)),
+                                  "p90": float(np.percentile(per_image, 90)), "max": float(per_image.max())}),
                       "threshold": drift.ALERT_PER_IMAGE,
                       "share_over_threshold": round(float((per_image > drift.ALERT_PER_IMAGE).mean()), 4)},
         "scalars": {"observed": observed.scalar_stats(), "baseline": baseline.inputs.scalar_stats()},
+        "predictions": None,
         "score_definition": "max over histograms of PSI(baseline, observed), epsilon-smoothed (model/drift.py)",
     }
-    panels = [Panel(name, baseline.inputs.edges[name], baseline.inputs.distribution(name),
-                    observed.distribution(name), psi[name], psi[name] > drift.ALERT_SET)
-              for name in sorted(psi, key=_panel_order)]
-    return doc, panels
+    if seen.predictions.count and baseline.predictions is not None:
+        ppsi = drift.psi_by_histogram(baseline.predictions, seen.predictions)
+        doc["predictions"] = {"count": seen.predictions.count, "psi": _rounded(ppsi),
+                              "score": round(max(ppsi.values()), 4) if ppsi else None}
+    return doc
+
+
+def panels(baseline: drift.Baseline, seen: Observations) -> list[Any]:
+    """The chart's panels: each input histogram, then each prediction histogram."""
+    from container.drift_chart import Panel
+
+    out = []
+    for prefix, base, observed in (("", baseline.inputs, drift.aggregate(seen.summaries)),
+                                   ("prediction ", baseline.predictions, seen.predictions)):
+        if base is None or not observed.count:
+            continue
+        psi = drift.psi_by_histogram(base, observed)
+        out += [Panel(prefix + name, base.edges[name], base.distribution(name), observed.distribution(name),
+                      psi[name], psi[name] > drift.ALERT_SET) for name in sorted(psi, key=_panel_order)]
+    return out
 
 
 def _panel_order(name: str) -> tuple[int, str]:
@@ -126,12 +162,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         baseline = load_baseline(args.baseline)
     except drift.BaselineError as exc:
         raise MonitorError(str(exc), "use the model.tar.gz of a model trained by this image") from exc
-    doc, panels = report(baseline, args.input, args.max_images)
+    with_predictions = baseline.predictions is not None and "normal_z" in baseline.predictions.sums
+    seen = read(args.input, args.max_images, with_predictions)
+    doc = report(baseline, seen)
     args.output.mkdir(parents=True, exist_ok=True)
     (args.output / REPORT_JSON).write_text(json.dumps(doc, indent=1) + "\n")
     title = (f"input drift: {doc['images']} images vs {doc['baseline_images']} training images; score "
              f"{doc['score']:.3f} (threshold {drift.ALERT_SET}) {'DRIFTED' if doc['drifted'] else 'ok'}")
-    draw_report(panels, title).save(args.output / REPORT_PNG)
+    draw_report(panels(baseline, seen), title).save(args.output / REPORT_PNG)
     return doc
 
 

@@ -114,3 +114,34 @@ def test_capture_bodies_decode_like_the_server_accepts_them() -> None:
     buf = io.BytesIO()
     Image.fromarray(im).save(buf, format="JPEG")
     assert decode_body(buf.getvalue(), "image/jpeg")[0].shape == im.shape
+
+
+def _facing(h: int, w: int, z: float) -> np.ndarray:
+    """Unit normals tilted so their z component is ``z`` everywhere."""
+    return np.dstack([np.full((h, w), np.sqrt(1 - z * z)), np.zeros((h, w)), np.full((h, w), z)])
+
+
+def test_captured_answers_are_compared_with_the_validation_predictions(tmp_path):
+    scenes = _scenes(5, 6)
+    baseline = drift.Baseline(drift.aggregate(drift.summarize_image(im) for im in _scenes(0, 30)),
+                              drift.aggregate(drift.summarize_normals(_facing(8, 8, 0.95)) for _ in range(4)))
+    (tmp_path / drift.BASELINE_FILE).write_text(baseline.to_json())
+
+    def answers(z: float, folder: str) -> dict:
+        lines = []
+        for i, im in enumerate(scenes):
+            pred = _facing(*im.shape[:2], z)
+            if i % 2:
+                answer, kind = json.dumps({"shape": list(pred.shape), "normals": pred.tolist()}).encode(), \
+                    "application/json"
+            else:
+                answer, kind = npy_bytes(pred.astype(np.float32)), "application/x-npy"
+            lines.append(capture_line(png_bytes(im), "image/png", answer, kind))
+        write_capture(tmp_path / folder, lines)
+        code, out = _run(tmp_path / f"out-{folder}", tmp_path / folder, tmp_path / drift.BASELINE_FILE)
+        assert code == 0
+        return json.loads((out / monitor.REPORT_JSON).read_text())["predictions"]
+
+    same, tilted = answers(0.95, "same"), answers(0.1, "tilted")
+    assert same["count"] == tilted["count"] == 6
+    assert same["score"] < 0.01 and tilted["score"] > 5
