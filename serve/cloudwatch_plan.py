@@ -5,7 +5,7 @@ Every name derives from the endpoint name ``N``:
   log group      /aws/sagemaker/Endpoints/N              (SageMaker's; we only add metric filters to it)
   filters        N-byoc-requests, -latency, -errors-4xx, -errors-5xx, -image-pixels, -input-drift, -prediction-drift
   namespace      sagemaker-byoc/N                         (the custom metrics those filters publish)
-  alarms         N-byoc-p99-latency, N-byoc-error-rate, N-byoc-input-drift
+  alarms         N-byoc-alarm-p99-latency, N-byoc-alarm-error-rate, N-byoc-alarm-input-drift
   dashboard      N-byoc
 
 The filters read the JSON access-log lines the server writes per request (README "Serving", Logs): fields
@@ -89,12 +89,13 @@ class MonitorPlan:
     def alarm_requests(self) -> list[dict[str, Any]]:
         minutes = self.period_s * self.evaluation_periods // 60
         latency = self._alarm(
-            "p99-latency", f"{self.name}: p99 ModelLatency over {self.latency_p99_ms:g} ms for {minutes} min",
+            "alarm-p99-latency", f"{self.name}: p99 ModelLatency over {self.latency_p99_ms:g} ms for {minutes} min",
             self.latency_p99_ms * 1000,  # ModelLatency is in microseconds
             Namespace=SAGEMAKER_NS, MetricName="ModelLatency", Dimensions=self._dims(), ExtendedStatistic="p99",
             Period=self.period_s, Unit="Microseconds")
         errors = self._alarm(
-            "error-rate", f"{self.name}: over {self.error_rate:.1%} of invocations answered 5xx for {minutes} min",
+            "alarm-error-rate",
+            f"{self.name}: over {self.error_rate:.1%} of invocations answered 5xx for {minutes} min",
             self.error_rate,
             Metrics=[
                 {"Id": "errors", "ReturnData": False, "MetricStat": {"Metric": {
@@ -106,7 +107,7 @@ class MonitorPlan:
                 {"Id": "rate", "Expression": "IF(invocations > 0, errors / invocations, 0)",
                  "Label": "5xx error rate", "ReturnData": True}])
         drift = self._alarm(
-            "input-drift", f"{self.name}: mean per-image input drift score over {self.drift_threshold:g} for "
+            "alarm-input-drift", f"{self.name}: mean per-image input drift score over {self.drift_threshold:g} for "
             f"{minutes} min (images unlike the training data; see README Monitoring)", self.drift_threshold,
             Namespace=self.namespace, MetricName="InputDrift", Statistic="Average", Period=self.period_s)
         return [latency, errors, drift]

@@ -50,7 +50,8 @@ def test_setup_sends_the_filters_alarms_and_dashboard_named_after_the_endpoint(e
     latency, errors, drift_alarm = _puts(aws, "PutMetricAlarm")
     topic = ["arn:aws:sns:us-east-1:123456789012:ops"]
     assert latency == {
-        "AlarmName": "normals-byoc-p99-latency", "AlarmDescription": "normals: p99 ModelLatency over 800 ms for 15 min",
+        "AlarmName": "normals-byoc-alarm-p99-latency",
+        "AlarmDescription": "normals: p99 ModelLatency over 800 ms for 15 min",
         "ComparisonOperator": "GreaterThanThreshold", "Threshold": 800000.0, "EvaluationPeriods": 3,
         "DatapointsToAlarm": 3, "TreatMissingData": "notBreaching", "Namespace": "AWS/SageMaker",
         "MetricName": "ModelLatency", "Dimensions": DIMS, "ExtendedStatistic": "p99", "Period": 300,
@@ -60,7 +61,7 @@ def test_setup_sends_the_filters_alarms_and_dashboard_named_after_the_endpoint(e
     assert errors["Metrics"][2]["Expression"] == "IF(invocations > 0, errors / invocations, 0)"
     assert errors["Metrics"][0]["MetricStat"]["Metric"]["MetricName"] == "Invocation5XXErrors"
     assert (drift_alarm["AlarmName"], drift_alarm["Namespace"], drift_alarm["MetricName"], drift_alarm["Statistic"],
-            drift_alarm["Threshold"]) == ("normals-byoc-input-drift", "sagemaker-byoc/normals", "InputDrift",
+            drift_alarm["Threshold"]) == ("normals-byoc-alarm-input-drift", "sagemaker-byoc/normals", "InputDrift",
                                           "Average", drift.ALERT_PER_IMAGE)
 
     board = aws.recorder.only("PutDashboard")
@@ -70,7 +71,7 @@ def test_setup_sends_the_filters_alarms_and_dashboard_named_after_the_endpoint(e
                                                                "Latency (microseconds)"]
     assert sorted(widgets[-1]["properties"]["alarms"]) == sorted(
         f"arn:aws:cloudwatch:us-east-1:123456789012:alarm:{n}"
-        for n in ("normals-byoc-p99-latency", "normals-byoc-error-rate", "normals-byoc-input-drift"))
+        for n in ("normals-byoc-alarm-p99-latency", "normals-byoc-alarm-error-rate", "normals-byoc-alarm-input-drift"))
     assert capsys.readouterr().out.strip().endswith("#dashboards:name=normals-byoc")
 
 
@@ -88,7 +89,7 @@ def test_rerunning_setup_changes_nothing_and_a_new_threshold_changes_only_its_al
     assert "11 already as wanted" in capsys.readouterr().err
 
     monitor.main(["setup", "--name", NAME, "--latency-p99-ms", "250"], session=aws.session())
-    assert [p["AlarmName"] for p in _puts(aws, "PutMetricAlarm")] == ["normals-byoc-p99-latency"]
+    assert [p["AlarmName"] for p in _puts(aws, "PutMetricAlarm")] == ["normals-byoc-alarm-p99-latency"]
     assert len(_puts(aws, "PutDashboard")) == 1  # the threshold line on the latency widget moved
     assert not _puts(aws, "PutMetricFilter")
 
