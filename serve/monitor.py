@@ -3,12 +3,15 @@
     python -m serve.monitor status --name normals [--hours 3] [--chart normals.png]
     python -m serve.monitor setup  --name normals [--latency-p99-ms 1000] [--error-rate 0.01]
                                    [--drift-threshold 1.1] [--alarm-topic arn:aws:sns:...]
+    python -m serve.monitor report --name normals --image URI --capture s3://b/capture/normals/ \
+                                   --model-data s3://b/.../model.tar.gz --output s3://b/drift/ [--wait]
     python -m serve.monitor remove --name normals
 
 ``status`` prints the last hours of the endpoint's metrics as a table (and a PNG chart). ``setup`` creates,
 idempotently, the CloudWatch Logs metric filters on the endpoint's log group, three alarms and a dashboard
 (names in serve/cloudwatch_plan.py); a rerun changes only what differs. ``remove`` deletes all of them;
-``python -m serve.deploy delete`` calls it too. What is already gone is reported, not an error.
+``python -m serve.deploy delete`` calls it too. What is already gone is reported, not an error. ``report``
+runs the image's ``monitor`` job as a SageMaker Processing job over the data-capture prefix.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -23,6 +27,8 @@ from typing import Any, TextIO
 
 from container.aws.common import ShipError, explain, is_not_found, make_session, run_cli
 from serve.cloudwatch_plan import DEFAULT_DRIFT_THRESHOLD, MonitorPlan
+from serve.drift_job import DriftJob
+from serve.drift_job import start as start_drift_job
 from serve.endpoint_metrics import choose_period, draw_chart, format_table, read_metrics
 
 
@@ -167,6 +173,20 @@ def status(session: Any, plan: MonitorPlan, hours: float, chart: Path | None, *,
     return data
 
 
+def _report(args: argparse.Namespace, session: Any) -> int:
+    role = args.role or os.environ.get("SAGEMAKER_ROLE_ARN")
+    if not role:
+        raise ShipError("missing --role", "pass --role arn:aws:iam::ACCOUNT:role/NAME or export SAGEMAKER_ROLE_ARN",
+                        exit_code=2)
+    job = DriftJob(args.name, args.image, role, args.capture, args.model_data, args.output,
+                   instance_type=args.instance_type, job_name=args.job_name)
+    session = session or make_session(args.region)
+    desc = start_drift_job(session, job, wait=args.wait, interval_s=args.poll_seconds, log=sys.stderr)
+    print(f"==> {desc.get('ProcessingJobName')} is {desc.get('ProcessingJobStatus')}", file=sys.stderr)
+    print(args.output)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m serve.monitor", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -185,6 +205,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--period", type=int, default=300, help="alarm period in seconds (3 periods in a row alarm)")
     p.add_argument("--alarm-topic", help="SNS topic ARN notified on ALARM and OK")
     p.add_argument("--dry-run", action="store_true", help="print the requests and stop")
+    p = sub.add_parser("report", help="run the image's monitor job as a SageMaker Processing job over captures")
+    p.add_argument("--name", required=True, help="endpoint name (names the job)")
+    p.add_argument("--image", required=True, help="image URI (the last line of ./build_and_push.sh)")
+    p.add_argument("--capture", required=True, help="data-capture S3 prefix, e.g. s3://b/capture/NAME/AllTraffic/")
+    p.add_argument("--model-data", required=True, help="s3://.../model.tar.gz of the deployed model (the baseline)")
+    p.add_argument("--output", required=True, help="S3 prefix for drift_report.json and drift_report.png")
+    p.add_argument("--role", help="SageMaker execution role ARN (default: $SAGEMAKER_ROLE_ARN)")
+    p.add_argument("--instance-type", default="ml.m5.large")
+    p.add_argument("--job-name", default="", help="default: NAME-drift-YYYYmmdd-HHMMSS")
+    p.add_argument("--wait", action="store_true")
+    p.add_argument("--poll-seconds", type=float, default=30, help=argparse.SUPPRESS)
     p = sub.add_parser("remove", help="delete the metric filters, alarms and dashboard")
     p.add_argument("--name", required=True, help="endpoint name")
     return parser
@@ -207,6 +238,8 @@ def main(argv: Sequence[str] | None = None, session: Any = None, now: dt.datetim
         print(f"https://console.aws.amazon.com/cloudwatch/home?region={session.region_name}"
               f"#dashboards:name={plan.dashboard_name}")
         return 0
+    if args.command == "report":
+        return _report(args, session)
     session = session or make_session(args.region)
     plan = MonitorPlan(args.name)
     if args.command == "remove":

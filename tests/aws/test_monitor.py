@@ -154,3 +154,42 @@ def test_status_reads_back_the_metrics_put_there_as_a_table_and_a_chart(aws, tmp
     assert first[:3] == ["12-03", "11:10", "120"] and first[-4] == "35"
     assert second[:3] == ["12-03", "11:40", "300"] and second[-4] == "80" and second[-1] == "0.75"
     assert Image.open(chart).size == (900, 30 + 4 * 220)
+
+
+def test_report_starts_the_monitor_job_as_a_processing_job_over_the_capture_prefix(aws, capsys):
+    image = "123456789012.dkr.ecr.us-east-1.amazonaws.com/sagemaker-byoc-normals:abc1234"
+    role = "arn:aws:iam::123456789012:role/SageMakerExecution"
+    assert monitor.main(["report", "--name", NAME, "--image", image, "--role", role, "--poll-seconds", "0",
+                         "--capture", "s3://bucket/capture/normals/AllTraffic/2026/12/03/",
+                         "--model-data", "s3://bucket/runs/normals-1/output/model.tar.gz",
+                         "--output", "s3://bucket/drift/normals/", "--job-name", "normals-drift-1", "--wait"],
+                        session=aws.session()) == 0
+
+    def s3_input(name, uri, local):
+        return {"InputName": name, "S3Input": {"S3Uri": uri, "LocalPath": local, "S3DataType": "S3Prefix",
+                                               "S3InputMode": "File", "S3DataDistributionType": "FullyReplicated"}}
+
+    assert aws.recorder.only("CreateProcessingJob") == {
+        "ProcessingJobName": "normals-drift-1",
+        "ProcessingResources": {"ClusterConfig": {"InstanceCount": 1, "InstanceType": "ml.m5.large",
+                                                  "VolumeSizeInGB": 30}},
+        "StoppingCondition": {"MaxRuntimeInSeconds": 3600},
+        "AppSpecification": {"ImageUri": image, "ContainerArguments": ["monitor"]},
+        "RoleArn": role,
+        "ProcessingInputs": [
+            s3_input("capture", "s3://bucket/capture/normals/AllTraffic/2026/12/03/",
+                     "/opt/ml/processing/input/capture"),
+            s3_input("baseline", "s3://bucket/runs/normals-1/output/model.tar.gz",
+                     "/opt/ml/processing/input/baseline")],
+        "ProcessingOutputConfig": {"Outputs": [{"OutputName": "report", "S3Output": {
+            "S3Uri": "s3://bucket/drift/normals/", "LocalPath": "/opt/ml/processing/output",
+            "S3UploadMode": "EndOfJob"}}]}}
+    assert capsys.readouterr().out.strip() == "s3://bucket/drift/normals/"
+
+
+def test_report_refuses_a_non_s3_capture_before_any_call(aws):
+    with pytest.raises(ShipError, match="--capture 'capture/' is not an S3 URI"):
+        monitor.main(["report", "--name", NAME, "--image", "x", "--role", "arn:aws:iam::1:role/R",
+                      "--capture", "capture/", "--model-data", "s3://b/m.tar.gz", "--output", "s3://b/o/"],
+                     session=aws.session())
+    assert aws.recorder.calls == []
