@@ -8,11 +8,13 @@ The family decides what is summarised, through two optional methods (none needed
 samples carry an ``image`` path, like the built-in one):
   ``baseline_image(sample) -> HxWx3 uint8 | None``   the raw input of a sample (default: the file at sample.image)
   ``summarize_prediction(prediction) -> drift.Summary | None``   (default: no prediction summary)
-Samples with neither (Pipe-mode records) are skipped; with no usable sample no baseline is written.
+Pipe-mode records are read through their image member (and, the stream being gone at the end, the inputs
+are summarised from the held-out validation records). With no usable sample no baseline is written.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,6 +35,7 @@ log = logging.getLogger(__name__)
 #: Enough for stable histograms (the sampling grid gives ~9000 pixels per image), bounded cost at job end.
 MAX_INPUT_IMAGES = 512
 MAX_PREDICTION_IMAGES = 32
+_RECORD_IMAGES = ("png", "jpg", "jpeg")
 
 
 def _spread(samples: Sequence[Any], limit: int) -> list[Any]:
@@ -43,13 +46,20 @@ def _spread(samples: Sequence[Any], limit: int) -> list[Any]:
 
 
 def raw_image(family: ModelFamily, sample: Any) -> np.ndarray | None:
+    """The sample's input as a client would send it: the family's ``baseline_image``, else the file at
+    ``sample.image`` (File mode), else the image member of a Pipe-mode record (``sample.files["png"]`` ...)."""
     custom = getattr(family, "baseline_image", None)
     if custom is not None:
         return custom(sample)
     path = getattr(sample, "image", None)
-    if not isinstance(path, Path):
+    files = getattr(sample, "files", None)
+    if isinstance(path, Path):
+        source: Any = path
+    elif isinstance(files, dict) and (member := next((k for k in _RECORD_IMAGES if k in files), None)):
+        source = io.BytesIO(files[member])
+    else:
         return None
-    with Image.open(path) as im:
+    with Image.open(source) as im:
         return np.array(im.convert("RGB"))  # writable: to_input hands it to torch
 
 
@@ -65,7 +75,8 @@ def _predict(family: ModelFamily, network: nn.Module, runtime: Runtime, preproce
 def build_baseline(family: ModelFamily, network: nn.Module, runtime: Runtime, preprocessing: dict[str, Any],
                    train_samples: Sequence[Any], validation_samples: Sequence[Any]) -> drift.Baseline | None:
     inputs = drift.Aggregate()
-    for sample in _spread(train_samples, MAX_INPUT_IMAGES):
+    # A Pipe-mode train stream is gone by now; its held-out validation records come from the same stream.
+    for sample in _spread(train_samples or validation_samples, MAX_INPUT_IMAGES):
         image = raw_image(family, sample)
         if image is not None:
             inputs.add(drift.summarize_image(image))
@@ -94,7 +105,7 @@ def write_baseline(job: Any, network: nn.Module, splits: Any) -> Path | None:
     preprocessing = job.family.preprocessing(job.arch, job.config.image_size)
     baseline = build_baseline(job.family, network, job.runtime, preprocessing, splits.train, splits.validation)
     if baseline is None:
-        log.info("no drift baseline: no training sample has a readable input image (e.g. Pipe mode)")
+        log.info("no drift baseline: no training sample has an input image this module can read")
         return None
     path = Path(job.paths.model_dir) / drift.BASELINE_FILE
     atomic_write_bytes(path, baseline.to_json().encode())

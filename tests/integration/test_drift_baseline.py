@@ -43,3 +43,15 @@ def test_a_family_without_image_files_trains_without_a_baseline(tmp_path):
            "batch_size": "2", "image_size": "16", "data_workers": "0", "panels": "0"}
     run(make_job(tmp_path, hps, {"train": tmp_path / "train"}))
     assert sorted(p.name for p in (tmp_path / "model").iterdir()) == ["model.json", "model.pt"]
+
+
+def test_pipe_mode_records_are_read_through_their_image_member():
+    from model.normals.family import SurfaceNormals
+    from tests.integration.serve_support import png_bytes, random_image
+    from train.baseline import raw_image
+    from train.stream import Record
+
+    image = random_image(12, 9)
+    record = Record("scene-1", {"png": png_bytes(image), "normals.png": b"unused"})
+    np.testing.assert_array_equal(raw_image(SurfaceNormals(), record), image)
+    assert raw_image(SurfaceNormals(), Record("x", {"normals.png": b""})) is None
