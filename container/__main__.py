@@ -1,8 +1,9 @@
-"""PID 1 of the image: ``train`` | ``serve`` | any other command.
+"""PID 1 of the image: ``train`` | ``serve`` | ``monitor`` | any other command.
 
 SageMaker starts the image as ``docker run IMAGE train`` or ``docker run IMAGE serve``; with no
 argument (SageMaker SDK v3 local mode) the image's CMD makes it ``train``. Anything else is executed
-as given, so ``docker run IMAGE python -m model.normals.synthetic ...`` works too.
+as given, so ``docker run IMAGE python -m model.normals.synthetic ...`` works too. ``monitor`` writes a
+drift report of captured requests (container/monitor.py; also a SageMaker Processing job).
 """
 
 from __future__ import annotations
@@ -25,6 +26,10 @@ def main(argv: list[str]) -> None:
         from container.serving import main as serve
 
         serve(rest)
+    elif command == "monitor":
+        from container.monitor import main as monitor
+
+        sys.exit(monitor(rest))
     else:
         os.execvp(command, [command, *rest])
 

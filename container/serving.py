@@ -38,13 +38,18 @@ LISTEN_BACKLOG = 2048
 WORKER_LOAD_TIMEOUT_S = 300
 
 
+class _LogFormatter(logging.Formatter):
+    """Access lines (logger ``serve.access``) bare, so each is one JSON document: CloudWatch Logs metric
+    filters with JSON patterns only match events that are JSON as a whole. Everything else prefixed."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return record.getMessage() if record.name == "serve.access" else super().format(record)
+
+
 def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s",
-        stream=sys.stdout,
-        force=True,
-    )
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(_LogFormatter("%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"))
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
 
 
 def gpu_count() -> int:

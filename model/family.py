@@ -127,6 +127,12 @@ class ModelFamily(ABC):
     def to_image(self, prediction: np.ndarray) -> np.ndarray:
         """A prediction as an HxWx3 uint8 picture (what ``Accept: image/png`` returns)."""
 
+    # -- monitoring (optional) -------------------------------------------------------------------
+    def summarize_prediction(self, prediction: np.ndarray) -> Any:
+        """Optional: a ``model.drift.Summary`` of one prediction (fixed-edge histograms), so drift in what
+        the model answers can be compared with its validation answers. Default: none."""
+        return None
+
 
 def family_path(family: ModelFamily | type[ModelFamily]) -> str:
     cls = family if isinstance(family, type) else type(family)

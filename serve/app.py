@@ -23,6 +23,7 @@ from werkzeug.exceptions import HTTPException
 from serve import codecs, decoding
 from serve.batching import SMALL_BATCH_ELEMENTS, Batcher
 from serve.budget import PixelBudget
+from serve.drift import RequestMonitor
 from serve.errors import (
     BadRequest,
     MethodNotAllowed,
@@ -196,6 +197,7 @@ def create_app(
                              max_request_pixels=settings.max_request_pixels)
     budget = PixelBudget(max(settings.worker_pixels, settings.max_image_pixels))
     cache_pixels = slice_pixels(settings)
+    monitor = RequestMonitor.load(settings.model_dir, metrics.registry)
 
     app = Flask("serve")
     app.config["MAX_CONTENT_LENGTH"] = None  # _read_body enforces the limit with our own message
@@ -229,8 +231,18 @@ def create_app(
         fallback = codecs.MediaType(codecs.JSONLINES if media.essence == codecs.JSONLINES else codecs.JSON)
         out_type = codecs.negotiate(accept, [m for m in (default_accept, fallback) if m], count=plan.count,
                                     same_shape=len(np.unique(plan.shapes, axis=0)) == 1)
-        pipeline = Pipeline(loaded.predictor, loaded.batcher, budget, slice_pixels=cache_pixels,
-                            max_response_bytes=settings.max_response_bytes, on_images=metrics.images.inc)
+        predictor = loaded.predictor
+        # Filled per slice with the maxima so far; the access line is written once the first slice is
+        # answered. Later slices stream outside the request context, so they must not touch `g`.
+        g.monitoring = seen = {}
+
+        def observe(images: list[np.ndarray], predictions: list[np.ndarray]) -> None:
+            for key, value in monitor.observe(images, predictions, predictor.family).items():
+                seen[key] = max(value, seen.get(key, value))
+
+        pipeline = Pipeline(predictor, loaded.batcher, budget, slice_pixels=cache_pixels,
+                            max_response_bytes=settings.max_response_bytes, on_images=metrics.images.inc,
+                            on_predictions=observe)
         return _respond(pipeline.answer(plan, out_type, deadline))
 
     @app.get("/execution-parameters")
@@ -289,6 +301,7 @@ def create_app(
                 "images": g.get("images", 0),
                 "latency_ms": round(latency * 1000, 2),
             }
+            record.update(g.get("monitoring", {}))
             if "error" in g:
                 record["error"] = g.error[:300]
             level = logging.DEBUG if route == "/ping" and response.status_code == 200 else logging.INFO

@@ -471,7 +471,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wait", action="store_true")
     p.add_argument("--dry-run", action="store_true")
 
-    p = sub.add_parser("delete", help="remove auto scaling, endpoint, endpoint config and model")
+    p = sub.add_parser("delete", help="remove auto scaling, endpoint, endpoint config, model and monitoring")
     p.add_argument("--name", required=True)
     return parser
 
@@ -557,6 +557,9 @@ def main(argv: Sequence[str] | None = None, session: Any = None) -> int:
         return 0
     session = session or make_session(args.region)
     delete(session, args.name, interval_s=args.poll_seconds)
+    from serve.monitor import MonitorPlan, remove  # the endpoint's alarms and dashboard go with it
+
+    remove(session, MonitorPlan(args.name))
     return 0
 
 

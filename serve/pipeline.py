@@ -56,11 +56,14 @@ def slices(shapes: np.ndarray, slice_pixels: int) -> Iterator[range]:
 
 class Pipeline:
     def __init__(self, predictor: Predictor, batcher: Batcher, budget: PixelBudget, *, slice_pixels: int,
-                 max_response_bytes: int | None, on_images: Callable[[int], None] | None = None) -> None:
+                 max_response_bytes: int | None, on_images: Callable[[int], None] | None = None,
+                 on_predictions: Callable[[list[np.ndarray], list[np.ndarray]], None] | None = None) -> None:
         self.predictor, self.batcher, self.budget = predictor, batcher, budget
         self.slice_pixels = max(1, min(slice_pixels, budget.capacity))
         self.max_response_bytes = max_response_bytes
         self._on_images = on_images
+        #: Sees each slice's (images, predictions) while both are still in memory (drift monitoring).
+        self._on_predictions = on_predictions
 
     def answer(self, plan: Plan, out_type: MediaType, deadline: float) -> Answer:
         writer = Writer(out_type, plan.batched, plan.shapes, self.predictor.family.to_image)
@@ -95,10 +98,14 @@ class Pipeline:
                 tensors = [predictor.prepare(im) for im in images]
                 outputs = self.batcher.submit(tensors, timeout=max(0.0, deadline - time.monotonic()))
                 del tensors
+                predictions = [predictor.finish(out, im.shape) for out, im in zip(outputs, images, strict=True)]
+                del outputs
+                if self._on_predictions is not None:
+                    self._on_predictions(images, predictions)
                 encoded: list[bytes] = []
-                for i, out, im in zip(part, outputs, images, strict=True):
-                    encoded.extend(writer.record(i, predictor.finish(out, im.shape)))
-                del images, outputs
+                for i, prediction in zip(part, predictions, strict=True):
+                    encoded.extend(writer.record(i, prediction))
+                del images, predictions
             if self._on_images is not None:
                 self._on_images(len(part))
             yield encoded

@@ -20,6 +20,7 @@ from torch.nn.parallel import DistributedDataParallel
 from model.family import ModelFamily, family_path
 from model.runtime import Runtime
 from train import metrics_log, schedule
+from train.baseline import write_baseline
 from train.checkpoint import CheckpointManager
 from train.config import TrainConfig
 from train.data import EpochSampler, Splits, make_loader
@@ -410,6 +411,7 @@ class Trainer:
         if job.dist.is_main:
             weights = self.ema.model if self.ema else self.raw_model
             write_outputs(job, weights, summary, self.history, panels)
+            write_baseline(job, weights, self.splits)  # drift_baseline.json beside the weights (monitoring)
         job.dist.barrier()
         return summary
 

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
+from model.drift import Summary, summarize_normals
 from model.family import Batch, ModelFamily
 from model.normals.config import UNetConfig
 from model.normals.data import (
@@ -103,3 +104,6 @@ class SurfaceNormals(ModelFamily):
 
     def to_image(self, prediction: np.ndarray) -> np.ndarray:
         return normals_to_rgb(prediction)
+
+    def summarize_prediction(self, prediction: np.ndarray) -> Summary:
+        return summarize_normals(prediction)

@@ -59,7 +59,7 @@ def test_two_hosts_train_together_and_only_the_first_writes_the_model(docker_cli
     first = _start(docker_client, image, trees[0], hosts[0], net)
     (code1, logs1), (code2, logs2) = finish(first, timeout=300), finish(second, timeout=300)
     assert (code1, code2) == (0, 0), logs1[-3000:] + "\n-----\n" + logs2[-3000:]
-    assert sorted(p.name for p in trees[0].model_dir.iterdir()) == ["model.json", "model.pt"]
+    assert sorted(p.name for p in trees[0].model_dir.iterdir()) == ["drift_baseline.json", "model.json", "model.pt"]
     assert list(trees[1].model_dir.iterdir()) == [] and list(trees[1].output_data.iterdir()) == []
     loaded = load_model_dir(trees[0].model_dir)
     assert loaded.preprocessing["image_size"] == 32

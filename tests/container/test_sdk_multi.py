@@ -48,5 +48,5 @@ def test_sdk_v2_local_mode_two_instances(image: str, synthetic_channel: Path, tm
     first, second = ("\n".join(by_host[h]) for h in hosts)
     assert f"--master_addr={hosts[0]}" in second and "--node_rank=1" in second
     assert first.count("#metric epoch=2 validation:mean_angular_error=") == 1 and "#metric" not in second
-    assert result["model_files"] == ["model.json", "model.pt"]
+    assert result["model_files"] == ["drift_baseline.json", "model.json", "model.pt"]
     assert "data/metrics.json" in result["output_files"] and "success" in result["output_files"]

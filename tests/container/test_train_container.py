@@ -13,7 +13,7 @@ def test_train_leaves_a_flat_servable_model_dir_offline(docker_client, image, sy
     tree = make_tree(tmp_path / "ml", TINY_HYPERPARAMETERS, {"train": synthetic_channel})
     code, logs = finish(start(docker_client, image, tree, network_mode="none"))
     assert code == 0, logs
-    assert sorted(p.name for p in tree.model_dir.iterdir()) == ["model.json", "model.pt"]
+    assert sorted(p.name for p in tree.model_dir.iterdir()) == ["drift_baseline.json", "model.json", "model.pt"]
     meta = json.loads((tree.model_dir / "model.json").read_text())
     assert meta["format_version"] == 1 and meta["family"] == "model.normals.family:SurfaceNormals"
     assert (tree.root / "output" / "success").exists() and not tree.failure.exists()

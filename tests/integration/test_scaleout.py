@@ -66,7 +66,7 @@ def test_two_processes_on_one_host_train_together(scenes, tmp_path, capfd, monke
     code, stopped = distributed.run(layout, spec)
     out = capfd.readouterr().out
     assert (code, stopped) == (0, False), out[-4000:]
-    assert sorted(p.name for p in (tmp_path / "model").iterdir()) == ["model.json", "model.pt"]
+    assert sorted(p.name for p in (tmp_path / "model").iterdir()) == ["drift_baseline.json", "model.json", "model.pt"]
     report = json.loads((tmp_path / "data" / "metrics.json").read_text())
     assert report["world_size"] == 2
     # 9 training samples (1 held out) over 2 ranks -> 5 per rank -> 3 steps of 2 per epoch.
@@ -125,7 +125,7 @@ def test_pipe_mode_trains_two_epochs_from_fifos(scenes, tmp_path, capsys):
     assert feeder.error is None and feeder.written == 2
     assert summary["validation_source"].startswith("held out 0.3 of the stream")
     assert "validation:mean_angular_error" in summary["final_metrics"]
-    assert sorted(p.name for p in (tmp_path / "model").iterdir()) == ["model.json", "model.pt"]
+    assert sorted(p.name for p in (tmp_path / "model").iterdir()) == ["drift_baseline.json", "model.json", "model.pt"]
     out = capsys.readouterr().out
     assert out.count("#metric epoch=1 train:loss=") == 1 and out.count("#metric epoch=2 validation:loss=") == 1
     report = json.loads((tmp_path / "data" / "metrics.json").read_text())

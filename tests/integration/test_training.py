@@ -40,7 +40,7 @@ def make_job(tmp: Path, hps: dict, channels: dict, family_override=None) -> Trai
 def test_tiny_run_writes_a_servable_model_and_outputs(tmp_path, scenes, capsys):
     summary = run(make_job(tmp_path, TINY, {"train": scenes / "train", "test": scenes / "test"}))
     assert summary["validation_source"] == "held out 2 of train"
-    assert sorted(p.name for p in (tmp_path / "model").iterdir()) == ["model.json", "model.pt"]
+    assert sorted(p.name for p in (tmp_path / "model").iterdir()) == ["drift_baseline.json", "model.json", "model.pt"]
     loaded = load_model_dir(tmp_path / "model")
     assert loaded.preprocessing["image_size"] == 32 and loaded.config.base_channels == 4
     report = json.loads((tmp_path / "data" / "metrics.json").read_text())
