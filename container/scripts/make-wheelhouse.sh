@@ -48,11 +48,14 @@ if [[ $variant == gpu ]]; then
   # files (PIP_INDEX_URL, PIP_CERT and the like still apply). PyPI's torch wheels are the CUDA build.
   env -u PIP_FIND_LINKS PIP_CONFIG_FILE=/dev/null "$venv/bin/pip" download -q -d wheelhouse --only-binary=:all: \
     ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL" --extra-index-url https://pypi.org/simple} "$torch_pin"
+  "$venv/bin/pip" wheel -q -w wheelhouse --find-links wheelhouse -r "$venv/rest.txt"
 else
-  "$venv/bin/pip" download -q -d wheelhouse --only-binary=:all: \
+  # torch alone from the CPU index (its dependencies are ordinary PyPI packages); then everything, torch
+  # included: the `+cpu` wheel now in wheelhouse/ is the highest 2.13.0 pip can see, so it is the one kept.
+  "$venv/bin/pip" download -q -d wheelhouse --only-binary=:all: --no-deps \
     --extra-index-url "${TORCH_INDEX_URL:-https://download.pytorch.org/whl/cpu}" "$torch_pin"
+  "$venv/bin/pip" wheel -q -w wheelhouse --find-links wheelhouse -r container/requirements.txt
 fi
-"$venv/bin/pip" wheel -q -w wheelhouse --find-links wheelhouse -r "$venv/rest.txt"
 # Refuse a wheelhouse of the wrong build before any image is built from it.
 torch_wheel=$(ls wheelhouse/torch-*.whl)
 if [[ $variant == gpu && $torch_wheel == *+cpu* ]] || [[ $variant == cpu && $torch_wheel != *+cpu* ]]; then
