@@ -118,3 +118,15 @@ def workers(served: Served) -> dict[int, tuple[int, int]]:
         raise RuntimeError(out.decode(errors="replace"))
     rows = [line.split() for line in out.decode().splitlines() if line.strip()]
     return {int(pid): (int(rss), int(hwm)) for pid, rss, hwm in rows}
+
+
+def wait_for_workers(served: Served, count: int, deadline_s: float = 60.0) -> dict[int, tuple[int, int]]:
+    """Poll until ``count`` workers have loaded their model (/ping turns 200 with the first one)."""
+    end = time.monotonic() + deadline_s
+    while True:
+        found = workers(served)
+        if len(found) >= count and served.logs().count("model ready") >= count:
+            return found
+        if time.monotonic() > end:
+            raise TimeoutError(f"{len(found)} of {count} workers ready after {deadline_s} s:\n{served.logs()[-3000:]}")
+        time.sleep(0.1)

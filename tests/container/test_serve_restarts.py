@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.container.serve_harness import start, workers
+from tests.container.serve_harness import start, wait_for_workers, workers
 from tests.integration.serve_support import png_bytes, random_image
 
 pytestmark = pytest.mark.container
@@ -65,11 +65,7 @@ def test_a_killed_worker_is_replaced_and_ping_never_waits_for_its_loading(image,
     threads = [threading.Thread(target=_ping_every_100_ms, args=(s, stop, pings, turn))]
     threads += [threading.Thread(target=_load, args=(s, stop, statuses)) for _ in range(3)]
     try:
-        deadline = time.monotonic() + 60
-        while len(workers(s)) < 2 or s.logs().count("model ready") < 2:
-            assert time.monotonic() < deadline, s.logs()
-            time.sleep(0.1)
-        before = set(workers(s))
+        before = set(wait_for_workers(s, 2))
         for t in threads:
             t.start()
         while len(statuses) < 10:  # under load
