@@ -31,6 +31,7 @@ import botocore.exceptions
 
 from container.aws.common import (
     ShipError,
+    check_s3_uri,
     error_code,
     error_message,
     explain,
@@ -57,12 +58,6 @@ def _check_name(name: str, flag: str) -> str:
         raise ShipError(f"{flag} {name!r} is not a valid SageMaker name",
                         "use 1-63 letters, digits and hyphens, starting with a letter or digit", exit_code=2)
     return name
-
-
-def _check_s3(uri: str, flag: str) -> str:
-    if not uri.startswith("s3://") or len(uri) < 6:
-        raise ShipError(f"{flag} {uri!r} is not an S3 URI", f"write it as {flag} s3://bucket/key", exit_code=2)
-    return uri
 
 
 @dataclass(frozen=True)
@@ -107,7 +102,7 @@ class Deployment:
 
     def __post_init__(self) -> None:
         _check_name(self.name, "--name")
-        _check_s3(self.model_data, "--model-data")
+        check_s3_uri(self.model_data, "--model-data")
         if not self.model_data.endswith((".tar.gz", "/")):
             raise ShipError(f"--model-data {self.model_data} is neither a .tar.gz nor an S3 prefix ending in /",
                             "pass the training job's model.tar.gz (printed by python -m train.launch), or a prefix "
@@ -116,7 +111,7 @@ class Deployment:
             raise ShipError("--async-output and --serverless-memory exclude each other",
                             "pick one inference option", exit_code=2)
         if self.async_output_s3:
-            _check_s3(self.async_output_s3, "--async-output")
+            check_s3_uri(self.async_output_s3, "--async-output")
         memory, concurrency = self.serverless_memory_mb, self.serverless_concurrency
         if memory is not None and (memory not in range(1024, 6145, 1024) or not 1 <= concurrency <= 200):
             raise ShipError("--serverless-memory must be 1024, 2048, ..., 6144 and --serverless-concurrency 1..200",
@@ -127,7 +122,7 @@ class Deployment:
         if self.instance_count < 1:
             raise ShipError("--instance-count must be at least 1", "pass a positive number", exit_code=2)
         if self.data_capture_s3:
-            _check_s3(self.data_capture_s3, "--data-capture")
+            check_s3_uri(self.data_capture_s3, "--data-capture")
         if not 0 < self.capture_percent <= 100:
             raise ShipError("--capture-percent must be in 1..100", "pass e.g. 20", exit_code=2)
         if self.scaling and not self.scaling.min_capacity <= self.instance_count <= self.scaling.max_capacity:
@@ -355,8 +350,8 @@ class Transform:
     def __post_init__(self) -> None:
         _check_name(self.job_name, "--job-name")
         _check_name(self.model_name, "--model-name")
-        _check_s3(self.input_s3, "--input")
-        _check_s3(self.output_s3, "--output")
+        check_s3_uri(self.input_s3, "--input")
+        check_s3_uri(self.output_s3, "--output")
         if not 0 <= self.max_payload_mb <= 100:
             raise ShipError("--max-payload-mb must be in 0..100", "pass e.g. 6", exit_code=2)
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from container.aws.common import ShipError, explain, poll
+from container.aws.common import ShipError, check_s3_uri, explain, poll
 
 PROCESSING = "/opt/ml/processing"
 
@@ -38,8 +38,7 @@ class DriftJob:
     def __post_init__(self) -> None:
         for flag, uri in (("--capture", self.capture_s3), ("--model-data", self.model_data),
                           ("--output", self.output_s3)):
-            if not uri.startswith("s3://") or len(uri) < 6:
-                raise ShipError(f"{flag} {uri!r} is not an S3 URI", f"write it as {flag} s3://bucket/key", exit_code=2)
+            check_s3_uri(uri, flag)
 
     @property
     def name(self) -> str:

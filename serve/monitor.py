@@ -78,21 +78,10 @@ def setup(session: Any, plan: MonitorPlan, *, log: TextIO | None = None) -> dict
     result: dict[str, list[str]] = {"created": [], "unchanged": []}
     _aws(f"reading log group {plan.log_group}", lambda: _check_log_group(logs, plan))
     existing = _aws("listing metric filters", lambda: _existing_filters(logs, plan))
-    for request in plan.metric_filter_requests():
-        name = request["filterName"]
-        if name in existing and _same_filter(existing[name], request):
-            result["unchanged"].append(name)
-            continue
-        _aws(f"creating metric filter {name}", lambda r=request: logs.put_metric_filter(**r))
-        result["created"].append(name)
+    _put_changed("metric filter", plan.metric_filter_requests(), "filterName", existing, _same_filter,
+                 logs.put_metric_filter, result)
     current = {a["AlarmName"]: a for a in _describe_alarms(cw, plan)}
-    for request in plan.alarm_requests():
-        name = request["AlarmName"]
-        if name in current and _same_alarm(current[name], request):
-            result["unchanged"].append(name)
-            continue
-        _aws(f"creating alarm {name}", lambda r=request: cw.put_metric_alarm(**r))
-        result["created"].append(name)
+    _put_changed("alarm", plan.alarm_requests(), "AlarmName", current, _same_alarm, cw.put_metric_alarm, result)
     arns = [a["AlarmArn"] for a in _describe_alarms(cw, plan)]
     dashboard = plan.dashboard_request(session.region_name, sorted(arns))
     if _dashboard_body(cw, plan) == json.loads(dashboard["DashboardBody"]):
@@ -105,6 +94,19 @@ def setup(session: Any, plan: MonitorPlan, *, log: TextIO | None = None) -> dict
     if result["unchanged"]:
         _say(log, f"{len(result['unchanged'])} already as wanted: {', '.join(result['unchanged'])}")
     return result
+
+
+def _put_changed(kind: str, requests: Sequence[dict[str, Any]], name_key: str, current: dict[str, Any],
+                 same: Callable[[Any, dict[str, Any]], bool], put: Callable[..., Any],
+                 result: dict[str, list[str]]) -> None:
+    """Put each request whose resource is missing or differs; record every name as created or unchanged."""
+    for request in requests:
+        name = request[name_key]
+        if name in current and same(current[name], request):
+            result["unchanged"].append(name)
+            continue
+        _aws(f"creating {kind} {name}", lambda r=request: put(**r))
+        result["created"].append(name)
 
 
 def _describe_alarms(cw: Any, plan: MonitorPlan) -> list[dict[str, Any]]:
