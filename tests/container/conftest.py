@@ -69,3 +69,17 @@ def trained_tree(docker_client, image, synthetic_channel, tmp_path_factory) -> M
 @pytest.fixture(scope="session")
 def trained_model_dir(trained_tree) -> Path:
     return trained_tree.model_dir
+
+
+@pytest.fixture(scope="session")
+def default_unet_dir(tmp_path_factory) -> Path:
+    """An untrained U-Net of the default size: slow enough on CPU (~0.1-0.5 s per 256x256 image) to saturate
+    workers, and as large as a served default model."""
+    from model.artifact import save_model_dir
+    from model.normals.config import UNetConfig
+    from model.normals.family import SurfaceNormals
+
+    path = tmp_path_factory.mktemp("default-unet")
+    family, config = SurfaceNormals(), UNetConfig()
+    save_model_dir(path, family, config, family.build(config), family.preprocessing(config, 256))
+    return path

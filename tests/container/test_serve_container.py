@@ -37,19 +37,6 @@ def serve_model_dir(trained_model_dir) -> Path:
     return Path(trained_model_dir)
 
 
-@pytest.fixture(scope="session")
-def slow_model_dir(tmp_path_factory) -> Path:
-    """The default-size U-Net: slow enough on CPU (~0.1-0.5 s per 256x256 image) to saturate workers."""
-    from model.artifact import save_model_dir
-    from model.normals.config import UNetConfig
-    from model.normals.family import SurfaceNormals
-
-    path = tmp_path_factory.mktemp("slow-model")
-    family, config = SurfaceNormals(), UNetConfig()
-    save_model_dir(path, family, config, family.build(config), family.preprocessing(config, 256))
-    return path
-
-
 @pytest.fixture(scope="module")
 def served(serve_image, serve_model_dir):
     s = start(serve_image, serve_model_dir, {"SAGEMAKER_BATCH": "True", "SAGEMAKER_BATCH_STRATEGY": "MULTI_RECORD"})
@@ -190,8 +177,8 @@ def _percentile(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))]
 
 
-def test_ping_stays_fast_while_inference_saturates_every_worker(serve_image, slow_model_dir):
-    s = start(serve_image, slow_model_dir)
+def test_ping_stays_fast_while_inference_saturates_every_worker(serve_image, default_unet_dir):
+    s = start(serve_image, default_unet_dir)
     body = npy_bytes(random_image(256, 256))
     stop = threading.Event()
     done = []
@@ -226,8 +213,8 @@ def test_ping_stays_fast_while_inference_saturates_every_worker(serve_image, slo
         s.stop()
 
 
-def test_sigterm_finishes_in_flight_requests_then_exits_within_30_s(serve_image, slow_model_dir):
-    s = start(serve_image, slow_model_dir, {"SAGEMAKER_MODEL_SERVER_WORKERS": "1"})
+def test_sigterm_finishes_in_flight_requests_then_exits_within_30_s(serve_image, default_unet_dir):
+    s = start(serve_image, default_unet_dir, {"SAGEMAKER_MODEL_SERVER_WORKERS": "1"})
     body = npy_bytes(random_image(512, 512))
     results = []
 

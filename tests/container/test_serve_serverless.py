@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,18 +19,6 @@ from tests.integration.serve_support import png_bytes
 pytestmark = pytest.mark.container
 
 LIMIT = 3 << 30
-
-
-@pytest.fixture(scope="module")
-def default_unet_dir(tmp_path_factory) -> Path:
-    from model.artifact import save_model_dir
-    from model.normals.config import UNetConfig
-    from model.normals.family import SurfaceNormals
-
-    path = tmp_path_factory.mktemp("default-unet")
-    family, config = SurfaceNormals(), UNetConfig()
-    save_model_dir(path, family, config, family.build(config), family.preprocessing(config, 256))
-    return path
 
 
 def _gradient(side: int) -> np.ndarray:
