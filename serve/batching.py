@@ -21,10 +21,17 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 
 from serve.errors import NotReady, Overloaded
+from serve.settings import batching_defaults
+
+if TYPE_CHECKING:
+    from serve.metrics import ServeMetrics
+    from serve.predictor import Predictor
+    from serve.settings import ServeSettings
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +74,11 @@ class Batcher:
         self._pending: deque[_Item] = deque()
         self._thread = threading.Thread(target=self._run, name="inference", daemon=True)
         self._closed = False
+
+    @property
+    def queued(self) -> int:
+        """Items submitted and not yet taken into a pass (approximate while requests arrive)."""
+        return self._queue.qsize() + len(self._pending)
 
     def start(self) -> Batcher:
         self._thread.start()
@@ -148,3 +160,16 @@ class Batcher:
         for item in self._pending:
             if item.future.set_running_or_notify_cancel():
                 item.future.set_exception(NotReady("the server is shutting down"))
+
+
+def make_batcher(predictor: Predictor, settings: ServeSettings, metrics: ServeMetrics | None = None) -> Batcher:
+    """A worker's batcher around ``predictor.forward``, not yet started: sizes from the settings, else the
+    device's defaults; each pass's size goes to ``metrics``."""
+    size, delay_ms = batching_defaults(predictor.device_type)
+    return Batcher(
+        predictor.forward,
+        max_batch_size=settings.max_batch_size or size,
+        max_delay_s=(settings.max_batch_delay_ms if settings.max_batch_delay_ms is not None else delay_ms) / 1000,
+        on_batch=metrics.batch_size.observe if metrics else None,
+        small_batch_elements=SMALL_BATCH_ELEMENTS,
+    )

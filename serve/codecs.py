@@ -110,6 +110,24 @@ def negotiate(
     )
 
 
+def answer_type(value: str) -> MediaType:
+    """``value`` as a type we answer in, or ValueError naming the ones we do."""
+    media = parse_media_type(value)
+    if media.essence not in ANSWER_TYPES:
+        raise ValueError(f"{value!r} is not one of {list(ANSWER_TYPES)}")
+    return media
+
+
+def fallback_types(request: MediaType, configured: MediaType | None) -> list[MediaType]:
+    """What a missing or ``*/*`` Accept asks for, best first.
+
+    The configured default (SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT) when it can hold the answer; then JSON lines for
+    a JSON-lines request (batch transform splits and joins by line) and JSON for anything else.
+    """
+    own = MediaType(JSONLINES if request.essence == JSONLINES else JSON)
+    return [own] if configured is None else [configured, own]
+
+
 def check_acceptable(accept: list[MediaType] | None) -> None:
     """Fail before decoding when the Accept header names nothing we could ever produce."""
     if accept is None:

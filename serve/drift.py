@@ -16,7 +16,7 @@ No baseline (or an unreadable one: logged once as a warning) means no drift fiel
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +49,9 @@ class RequestMonitor:
                 log.warning("serving without drift scores: %s", exc)
         return cls(baseline, registry)
 
-    def observe(self, images: Sequence[np.ndarray], predictions: Sequence[np.ndarray], family: Any) -> dict[str, Any]:
+    def observe(self, images: Sequence[np.ndarray], predictions: Sequence[np.ndarray],
+                summarize: Callable[[np.ndarray], Any]) -> dict[str, Any]:
+        """Access-log fields for one slice; ``summarize`` is the family's prediction summary (None: none kept)."""
         fields: dict[str, Any] = {"image_pixels": max((int(im.shape[0]) * int(im.shape[1]) for im in images),
                                                       default=0)}
         if self.baseline is None or not images:
@@ -58,7 +60,7 @@ class RequestMonitor:
                   for im in images]
         fields.update(_record(scores, "input_drift", self.input_drift))
         if self.baseline.predictions is not None:
-            summaries = [family.summarize_prediction(p) for p in predictions]
+            summaries = [summarize(p) for p in predictions]
             pscores = [None if s is None else drift.drift_score(self.baseline.predictions, drift.aggregate([s]))
                        for s in summaries]
             fields.update(_record(pscores, "prediction_drift", self.prediction_drift))

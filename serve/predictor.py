@@ -77,6 +77,10 @@ class Predictor:
         """One output back to an HxWx3 float32 array the size of the request image."""
         return np.ascontiguousarray(self.family.from_output(output, image_shape), dtype=np.float32)
 
+    def summarize_prediction(self, prediction: np.ndarray) -> Any:
+        """The family's drift summary of one prediction (None if it keeps none): see ``serve.drift``."""
+        return self.family.summarize_prediction(prediction)
+
     def predict(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Predictions for checked images, same count and order; same-shaped inputs share a pass."""
         inputs = [self.prepare(img) for img in images]

@@ -16,13 +16,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from model.precision import PRECISIONS
 from train.errors import UserError
 
 if TYPE_CHECKING:
     from model.family import ModelFamily
 
 DEFAULT_FAMILY = "model.normals.family:SurfaceNormals"
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 def _hp(default: Any, help: str, check: Callable[[Any], bool] | None = None, rule: str = "") -> Any:

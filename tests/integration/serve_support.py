@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+    from serve.metrics import ServeMetrics
+    from serve.predictor import Predictor
+    from serve.settings import ServeSettings
 
 
 def make_tiny_model_dir(path: Path, image_size: int = 32) -> Path:
@@ -18,6 +26,16 @@ def make_tiny_model_dir(path: Path, image_size: int = 32) -> Path:
     config = UNetConfig(base_channels=4, depth=2)
     save_model_dir(path, family, config, family.build(config), family.preprocessing(config, image_size))
     return path
+
+
+def serve_app(predictor: Predictor, settings: ServeSettings, metrics: ServeMetrics | None = None) -> Flask:
+    """The app a worker builds: ``predictor`` behind a started batcher that reports to the app's ``metrics``."""
+    from serve.app import create_app
+    from serve.batching import make_batcher
+    from serve.metrics import ServeMetrics
+
+    metrics = metrics or ServeMetrics()
+    return create_app(predictor, make_batcher(predictor, settings, metrics).start(), settings, metrics)
 
 
 def random_image(h: int, w: int, seed: int = 0) -> np.ndarray:

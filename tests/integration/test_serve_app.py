@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from serve.app import ServingModel, create_app
+from serve.app import create_app
+from serve.batching import make_batcher
 from serve.predictor import Predictor
 from serve.settings import ServeSettings
 from tests.integration.serve_support import (
@@ -21,6 +22,7 @@ from tests.integration.serve_support import (
     npy_bytes,
     png_bytes,
     random_image,
+    serve_app,
 )
 
 
@@ -39,7 +41,7 @@ def settings():
 
 @pytest.fixture(scope="module")
 def client(predictor, settings):
-    return create_app(predictor, settings).test_client()
+    return serve_app(predictor, settings).test_client()
 
 
 def post(client, body, content_type, accept=None, **headers):
@@ -56,13 +58,16 @@ def test_ping_is_200_with_an_empty_body_when_ready(client):
     assert r.data == b""
 
 
-def test_ping_is_503_while_loading_and_after_a_failed_load(settings):
-    serving = ServingModel()
-    client = create_app(serving, settings).test_client()
-    assert client.get("/ping").status_code == 503
-    assert post(client, png_bytes(IMG), "image/png").status_code == 503
-    serving.set_failed("no weights")
-    assert client.get("/ping").status_code == 503
+def test_a_worker_app_is_ready_from_its_first_request_and_answers_503_once_its_batcher_stops(predictor, settings):
+    # A worker builds its app only after loading and warming the model (a failed load stops the worker), so
+    # /ping has nothing to wait for; shutting down is the one state in which the app cannot predict.
+    batcher = make_batcher(predictor, settings).start()
+    client = create_app(predictor, batcher, settings).test_client()
+    assert client.get("/ping").status_code == 200
+    batcher.close()
+    r = post(client, png_bytes(IMG), "image/png")
+    assert r.status_code == 503
+    assert "shutting down" in r.get_json()["message"]
 
 
 def test_png_in_png_out_is_a_standard_rgb_normal_map(client, predictor):
@@ -136,7 +141,7 @@ def test_wildcard_and_missing_accept_use_the_default(client):
 
 
 def test_default_accept_is_configurable(predictor):
-    client = create_app(predictor, ServeSettings(default_accept="image/png")).test_client()
+    client = serve_app(predictor, ServeSettings(default_accept="image/png")).test_client()
     assert post(client, png_bytes(IMG), "image/png", "*/*").content_type == "image/png"
 
 
@@ -175,7 +180,7 @@ def test_model_failure_is_500_without_a_traceback(settings, predictor, monkeypat
         raise RuntimeError("secret internal detail")
 
     monkeypatch.setattr(predictor, "forward", broken)
-    r = post(create_app(predictor, settings).test_client(), png_bytes(IMG), "image/png")
+    r = post(serve_app(predictor, settings).test_client(), png_bytes(IMG), "image/png")
     assert r.status_code == 500
     assert "secret" not in r.get_data(as_text=True)
     assert "secret internal detail" in caplog.text
@@ -196,12 +201,12 @@ def test_execution_parameters_use_the_spelling_local_mode_accepts(client):
 
 def test_execution_parameters_follow_the_batch_environment(predictor):
     s = ServeSettings(batch_strategy="SingleRecord", max_payload_bytes=20 * 1024 * 1024, max_concurrent_transforms=8)
-    doc = create_app(predictor, s).test_client().get("/execution-parameters").get_json()
+    doc = serve_app(predictor, s).test_client().get("/execution-parameters").get_json()
     assert doc == {"MaxConcurrentTransforms": 5, "BatchStrategy": "SingleRecord", "MaxPayloadInMB": 20}
 
 
 def test_metrics_count_requests_latency_and_batch_sizes(predictor, settings):
-    client = create_app(predictor, settings).test_client()
+    client = serve_app(predictor, settings).test_client()
     post(client, png_bytes(IMG), "image/png")
     post(client, b"x", "text/csv")
     text = client.get("/metrics").get_data(as_text=True)

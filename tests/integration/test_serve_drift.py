@@ -12,10 +12,9 @@ import pytest
 
 from model import drift
 from model.normals.synthetic import render_scene
-from serve.app import create_app
 from serve.predictor import Predictor
 from serve.settings import ServeSettings
-from tests.integration.serve_support import make_tiny_model_dir, png_bytes
+from tests.integration.serve_support import make_tiny_model_dir, png_bytes, serve_app
 
 
 def _scenes(seed: int, count: int) -> list[np.ndarray]:
@@ -37,7 +36,7 @@ def model_dir(tmp_path_factory):
 
 def _app(model_dir):
     predictor = Predictor.from_model_dir(model_dir, device="cpu", cpu_threads=1)
-    return create_app(predictor, ServeSettings(model_dir=model_dir)).test_client()
+    return serve_app(predictor, ServeSettings(model_dir=model_dir)).test_client()
 
 
 def _access_lines(caplog) -> list[dict]:

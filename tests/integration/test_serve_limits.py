@@ -12,11 +12,10 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from serve.app import create_app
 from serve.metrics import ServeMetrics
 from serve.predictor import Predictor
 from serve.settings import ServeSettings, settings_from_env
-from tests.integration.serve_support import load_npy, make_tiny_model_dir, npy_bytes, png_bytes, random_image
+from tests.integration.serve_support import load_npy, make_tiny_model_dir, npy_bytes, png_bytes, random_image, serve_app
 
 
 @pytest.fixture(scope="module")
@@ -37,14 +36,14 @@ def post(client, body, content_type, accept=None):
 
 def test_an_answer_over_the_realtime_limit_is_a_400_naming_size_and_fix_before_any_inference(predictor):
     metrics = ServeMetrics()
-    client = create_app(predictor, REALTIME, metrics).test_client()
+    client = serve_app(predictor, REALTIME, metrics).test_client()
     r = post(client, png_bytes(random_image(64, 64)), "image/png", "application/json")
     assert r.status_code == 400
     doc = r.get_json()
     assert doc["error"] == "ResponseTooLarge"
     assert "106" in doc["message"] and "SERVE_MAX_RESPONSE_MB" in doc["message"]  # 106,526 bytes of JSON
     assert "image/png" in doc["message"] and "dtype=float16" in doc["message"]
-    assert metrics.images._value.get() == 0  # refused before the model ran
+    assert metrics.registry.get_sample_value("serve_images_total") == 0  # refused before the model ran
     assert post(client, png_bytes(random_image(64, 64)), "image/png", "image/png").status_code == 200
 
 
@@ -53,7 +52,7 @@ def test_batch_transform_keeps_full_answers():
 
 
 def test_batch_transform_answers_a_500_record_minibatch_in_full_and_in_order(predictor):
-    client = create_app(predictor, BATCH).test_client()
+    client = serve_app(predictor, BATCH).test_client()
     sizes = [(4 + i % 7, 3 + i % 5) for i in range(500)]
     body = "".join(json.dumps(base64.b64encode(png_bytes(random_image(h, w, i))).decode()) + "\n"
                    for i, (h, w) in enumerate(sizes)).encode()
@@ -73,8 +72,8 @@ def _values(data: bytes, accept: str) -> np.ndarray:
 
 def test_a_batch_over_many_slices_streams_the_same_answer_with_an_exact_length(predictor):
     images = np.stack([random_image(16, 16, i) for i in range(40)])
-    whole = create_app(predictor, BATCH).test_client()
-    sliced = create_app(predictor, replace(BATCH, worker_max_pixels=4 * 256)).test_client()  # 1 image a slice
+    whole = serve_app(predictor, BATCH).test_client()
+    sliced = serve_app(predictor, replace(BATCH, worker_max_pixels=4 * 256)).test_client()  # 1 image a slice
     for accept in ("application/json", "application/x-npy", "application/jsonlines"):
         a = post(whole, npy_bytes(images), "application/x-npy", accept)
         b = sliced.post("/invocations", data=npy_bytes(images), buffered=False,
@@ -101,7 +100,7 @@ def _peak_while_serving(client, body: bytes) -> int:
 
 
 def test_memory_is_flat_in_the_number_of_records(predictor):
-    client = create_app(predictor, replace(BATCH, worker_max_pixels=16 * 64 * 64)).test_client()
+    client = serve_app(predictor, replace(BATCH, worker_max_pixels=16 * 64 * 64)).test_client()
     small, large = (npy_bytes(np.stack([random_image(64, 64, i) for i in range(n)])) for n in (40, 320))
     peak_small, peak_large = _peak_while_serving(client, small), _peak_while_serving(client, large)
     # The body is held twice (the test client's copy, the server's buffer); beyond that, 8x the records (and
@@ -110,14 +109,14 @@ def test_memory_is_flat_in_the_number_of_records(predictor):
 
 
 def test_request_pixel_total_is_a_400_naming_the_setting(predictor):
-    client = create_app(predictor, replace(REALTIME, max_request_pixels=3 * 32 * 32)).test_client()
+    client = serve_app(predictor, replace(REALTIME, max_request_pixels=3 * 32 * 32)).test_client()
     r = post(client, npy_bytes(np.stack([random_image(32, 32, i) for i in range(4)])), "application/x-npy", "image/png")
     assert r.status_code == 400
     assert "SERVE_MAX_REQUEST_PIXELS" in r.get_json()["message"]
 
 
 def test_a_png_default_accept_answers_a_batch_with_json_instead_of_406(predictor):
-    client = create_app(predictor, replace(REALTIME, default_accept="image/png", max_response_bytes=None)).test_client()
+    client = serve_app(predictor, replace(REALTIME, default_accept="image/png", max_response_bytes=None)).test_client()
     batch = npy_bytes(np.stack([random_image(8, 8, i) for i in range(2)]))
     for accept in (None, "*/*"):
         r = post(client, batch, "application/x-npy", accept)
@@ -128,7 +127,7 @@ def test_a_png_default_accept_answers_a_batch_with_json_instead_of_406(predictor
 
 def test_concurrent_requests_wait_for_the_worker_budget_rather_than_fail(predictor):
     settings = replace(BATCH, max_image_pixels=64 * 64, worker_max_pixels=64 * 64)  # room for one image at a time
-    app = create_app(predictor, settings)
+    app = serve_app(predictor, settings)
     body = png_bytes(random_image(64, 64))
 
     def call(_: int) -> int:
@@ -139,7 +138,7 @@ def test_concurrent_requests_wait_for_the_worker_budget_rather_than_fail(predict
 
 
 def test_the_body_is_read_from_a_stream_that_only_has_read():
-    from serve.app import _read_bounded
+    from serve.body import read_body
 
     class ReadOnly:  # gunicorn's request body: read(n), no readinto
         def __init__(self, data: bytes) -> None:
@@ -150,4 +149,4 @@ def test_the_body_is_read_from_a_stream_that_only_has_read():
             return chunk
 
     body = bytes(range(256)) * 10_000
-    assert bytes(_read_bounded(ReadOnly(body), len(body), 10 << 20)) == body
+    assert bytes(read_body(ReadOnly(body), len(body), 10 << 20)) == body
