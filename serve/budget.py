@@ -29,6 +29,11 @@ class PixelBudget:
     def used(self) -> int:
         return self._used
 
+    @property
+    def waiting(self) -> int:
+        """Requests waiting for room."""
+        return len(self._queue)
+
     @contextmanager
     def hold(self, pixels: int, deadline: float) -> Iterator[None]:
         """Room for ``pixels`` until the block ends; Overloaded if none frees up before ``deadline`` (monotonic)."""

@@ -5,14 +5,17 @@ import torch
 
 from serve.batching import Batcher
 from serve.errors import NotReady, Overloaded
+from tests.polling import wait_until
 
 
 class RecordingForward:
     def __init__(self, gate: threading.Event | None = None) -> None:
         self.batches: list[int] = []
         self.gate = gate
+        self.entered = threading.Event()
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        self.entered.set()
         if self.gate is not None:
             self.gate.wait(5)
         self.batches.append(x.shape[0])
@@ -42,13 +45,11 @@ def test_same_shape_items_share_a_pass_and_other_shapes_wait_their_turn():
     try:
         first = threading.Thread(target=call, args=("first", [torch.zeros(1, 2, 2)]))
         first.start()  # occupies the inference thread until the gate opens
-        while not b._queue.empty():
-            threading.Event().wait(0.001)
+        assert fwd.entered.wait(5), "the first pass never started"
         mixed = [torch.ones(1, 2, 2), torch.ones(1, 4, 4), torch.full((1, 2, 2), 3.0)]
         second = threading.Thread(target=call, args=("mixed", mixed))
         second.start()
-        while b._queue.qsize() < 3:
-            threading.Event().wait(0.001)
+        wait_until(lambda: b.queued == 3, 5, "the three mixed items queued behind the first pass")
         gate.set()
         first.join(5)
         second.join(5)
@@ -112,4 +113,22 @@ def test_queued_inputs_of_other_shapes_never_kill_the_inference_thread():
         assert [float(o[0, 0, 0]) for o in out] == [2.0 * i for i in range(12)]
         assert sorted(fwd.batches) == [4, 4, 4]
     finally:
+        b.close()
+
+
+def test_queued_counts_items_waiting_for_the_inference_thread():
+    gate = threading.Event()
+    fwd = RecordingForward(gate)
+    b = Batcher(fwd).start()
+    try:
+        assert b.queued == 0
+        caller = threading.Thread(target=b.submit, args=([torch.zeros(1), torch.zeros(1)], 5))
+        caller.start()
+        assert fwd.entered.wait(5)
+        wait_until(lambda: b.queued == 1, 5, "the second item waiting while the first is predicted")
+        gate.set()
+        caller.join(5)
+        assert b.queued == 0
+    finally:
+        gate.set()
         b.close()

@@ -284,3 +284,26 @@ def test_the_plan_keeps_only_the_first_slice_decoded():
     plan = decoding.decode_npy(body, media("application/x-npy"), decoding.Limits(64 * 64), cache_pixels=3 * 64)
     assert sorted(plan.cache) == [0, 1, 2]
     assert [im.dtype for im in plan.images] == [np.float32] * 10
+
+
+@pytest.mark.parametrize(
+    ("request_type", "configured", "expected"),
+    [
+        (codecs.PNG, None, [codecs.JSON]),
+        (codecs.NPY, None, [codecs.JSON]),
+        (codecs.JSON, None, [codecs.JSON]),
+        (codecs.JSONLINES, None, [codecs.JSONLINES]),
+        (codecs.JSONLINES, codecs.PNG, [codecs.PNG, codecs.JSONLINES]),
+        (codecs.NPY, codecs.NPY, [codecs.NPY, codecs.JSON]),
+    ],
+)
+def test_a_missing_accept_falls_back_to_the_configured_type_then_to_the_requests_own_json(request_type, configured,
+                                                                                          expected):
+    chosen = codecs.fallback_types(codecs.MediaType(request_type), configured and codecs.MediaType(configured))
+    assert [m.essence for m in chosen] == expected
+
+
+def test_a_default_accept_must_be_a_type_we_answer_in():
+    assert codecs.answer_type("Application/JSONL").essence == codecs.JSONLINES
+    with pytest.raises(ValueError, match="image/png"):
+        codecs.answer_type("image/jpeg")

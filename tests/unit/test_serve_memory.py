@@ -15,6 +15,7 @@ from serve.codecs import JSON, JSONLINES, NPY, MediaType
 from serve.encoding import Writer, encode, json_record_size
 from serve.errors import Overloaded
 from serve.pipeline import slices
+from tests.polling import wait_until
 
 
 def unit_normals(h: int, w: int, seed: int = 0) -> np.ndarray:
@@ -32,7 +33,8 @@ def test_budget_makes_a_request_wait_until_others_give_room_back():
 
         t = threading.Thread(target=second)
         t.start()
-        assert not entered.wait(0.2)
+        wait_until(lambda: budget.waiting == 1, 5, "the second request waiting for room")
+        assert not entered.is_set()
         assert budget.used == 70
     t.join(5)
     assert entered.is_set()
@@ -58,12 +60,10 @@ def test_budget_serves_waiters_in_arrival_order():
     with budget.hold(10, time.monotonic() + 1):
         big = threading.Thread(target=take, args=("big", 10))
         big.start()
-        while len(budget._queue) < 1:
-            time.sleep(0.001)
+        wait_until(lambda: budget.waiting == 1, 5, "the big request waiting for room")
         small = threading.Thread(target=take, args=("small", 1))
         small.start()
-        while len(budget._queue) < 2:
-            time.sleep(0.001)
+        wait_until(lambda: budget.waiting == 2, 5, "the small request waiting behind the big one")
     big.join(5)
     small.join(5)
     assert order == ["big", "small"]  # a stream of small requests cannot starve a large one

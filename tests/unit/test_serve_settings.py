@@ -175,3 +175,22 @@ def test_malloc_arenas_are_capped_unless_the_environment_says(monkeypatch):
     assert limit_malloc_arenas(libc) is False and len(libc.calls) == 1
     monkeypatch.delenv("MALLOC_ARENA_MAX")
     assert limit_malloc_arenas() in (True, False)  # the real libc: never raises
+
+
+def test_an_unknown_default_accept_is_refused_when_the_settings_are_made_naming_the_types():
+    for make in (lambda: settings_from_env({"SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT": "text/csv"}),
+                 lambda: ServeSettings(default_accept="text/csv")):
+        with pytest.raises(SettingsError, match=r"SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT='text/csv'.*image/png"):
+            make()
+    parsed = settings_from_env({"SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT": "Application/X-NPY; dtype=float16"})
+    assert str(parsed.default_answer_type) == "application/x-npy; dtype=float16"
+    assert ServeSettings().default_answer_type is None
+
+
+@pytest.mark.parametrize(
+    ("env", "explicit"),
+    [({}, False), ({"SERVE_MAX_IMAGE_PIXELS": " "}, False), ({"SERVE_MAX_IMAGE_PIXELS": "1000"}, True),
+     ({"SERVE_WORKER_MAX_PIXELS": "5000000"}, True)],
+)
+def test_settings_record_whether_the_pixel_limits_were_set_by_the_user(env, explicit):
+    assert settings_from_env(env).explicit_pixel_limits is explicit
