@@ -22,6 +22,7 @@ import pytest
 
 from tests.container.serve_harness import start, wait_for_exit, wait_for_ping
 from tests.integration.serve_support import load_npy, npy_bytes, png_bytes, random_image
+from tests.polling import wait_until
 
 pytestmark = pytest.mark.container
 
@@ -195,8 +196,8 @@ def test_ping_stays_fast_while_inference_saturates_every_worker(serve_image, def
         with ThreadPoolExecutor(8) as pool:
             for _ in range(8):
                 pool.submit(load)
-            while len(done) < 4:  # saturated: every worker has been busy for a while
-                time.sleep(0.02)
+            # Saturated: every worker has been busy for a while.
+            wait_until(lambda: len(done) >= 4, 120, "four requests answered under load", interval=0.02)
             latencies = []
             for _ in range(60):
                 t = time.perf_counter()
@@ -214,7 +215,9 @@ def test_ping_stays_fast_while_inference_saturates_every_worker(serve_image, def
 
 
 def test_sigterm_finishes_in_flight_requests_then_exits_within_30_s(serve_image, default_unet_dir):
-    s = start(serve_image, default_unet_dir, {"SAGEMAKER_MODEL_SERVER_WORKERS": "1"})
+    # At debug level gunicorn logs "POST /invocations" once it has parsed a request's headers: from then on the
+    # request is in flight, and a graceful stop must finish it.
+    s = start(serve_image, default_unet_dir, {"SAGEMAKER_MODEL_SERVER_WORKERS": "1", "SERVE_LOG_LEVEL": "debug"})
     body = npy_bytes(random_image(512, 512))
     results = []
 
@@ -226,7 +229,8 @@ def test_sigterm_finishes_in_flight_requests_then_exits_within_30_s(serve_image,
         workers = [threading.Thread(target=call) for _ in range(2)]
         for w in workers:
             w.start()
-        time.sleep(0.3)  # let both requests reach the server before the signal
+        wait_until(lambda: s.logs().count("POST /invocations") >= 2, 60, "both requests reaching the server",
+                   interval=0.05)
         t = time.monotonic()
         s.container.kill(signal="SIGTERM")
         code = wait_for_exit(s, 35)

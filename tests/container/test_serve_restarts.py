@@ -16,6 +16,7 @@ import pytest
 
 from tests.container.serve_harness import start, wait_for_workers, workers
 from tests.integration.serve_support import png_bytes, random_image
+from tests.polling import wait_until
 
 pytestmark = pytest.mark.container
 
@@ -83,8 +84,7 @@ def test_a_killed_worker_is_replaced_and_ping_never_waits_for_its_loading(image,
         before = set(wait_for_workers(s, 2))
         for t in threads:
             t.start()
-        while len(statuses) < 10:  # under load
-            time.sleep(0.05)
+        wait_until(lambda: len(statuses) >= 10, 60, "ten requests answered under load", interval=0.05)
         victim = min(before)
         with turn:
             # Return once the victim is dead (gone or a zombie), not when the signal is sent: until then its
