@@ -86,11 +86,11 @@ def test_workers_take_gpus_round_robin():
 
 
 def test_help_states_the_worker_default_the_code_uses(capsys):
-    from container.serving import _parse_args
+    from container.serving import main
     from serve.settings import MAX_DEFAULT_CPU_WORKERS
 
     with pytest.raises(SystemExit):
-        _parse_args(["--help"])
+        main(["--help"])
     text = capsys.readouterr().out
     assert f"min(CPUs, {MAX_DEFAULT_CPU_WORKERS})" in text
     assert "min(2, CPUs)" not in text
