@@ -11,9 +11,12 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from model.precision import PRECISIONS
-from serve.codecs import ANSWER_TYPES, MediaType, answer_type
+
+if TYPE_CHECKING:
+    from serve.codecs import MediaType
 
 BATCH_STRATEGIES = {"multirecord": "MultiRecord", "multi_record": "MultiRecord",
                     "singlerecord": "SingleRecord", "single_record": "SingleRecord"}
@@ -113,6 +116,10 @@ class ServeSettings:
         """The parsed SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT; SettingsError if it is not a type we answer in."""
         if self.default_accept is None:
             return None
+        # Imported only when the variable is set: media-type parsing pulls in werkzeug (~70 ms), which the
+        # serving master otherwise does not need to start.
+        from serve.codecs import ANSWER_TYPES, answer_type
+
         try:
             return answer_type(self.default_accept)
         except ValueError:

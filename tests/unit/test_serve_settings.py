@@ -194,3 +194,14 @@ def test_an_unknown_default_accept_is_refused_when_the_settings_are_made_naming_
 )
 def test_settings_record_whether_the_pixel_limits_were_set_by_the_user(env, explicit):
     assert settings_from_env(env).explicit_pixel_limits is explicit
+
+
+def test_parsing_the_serving_environment_imports_neither_torch_nor_the_http_stack():
+    # The serving master parses the settings before forking; torch and werkzeug belong to the workers.
+    import subprocess
+    import sys
+
+    code = ("import sys; from serve.settings import settings_from_env; settings_from_env({}); "
+            "print(sorted(m for m in ('torch', 'numpy', 'werkzeug', 'flask') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    assert out.strip() == "[]"
