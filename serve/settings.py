@@ -109,7 +109,7 @@ class ServeSettings:
     explicit_pixel_limits: bool = False
 
     def __post_init__(self) -> None:
-        self.default_answer_type  # noqa: B018 -- validates SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT at parse time
+        _ = self.default_answer_type  # parsed here, so a bad SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT stops start-up
 
     @property
     def default_answer_type(self) -> MediaType | None:
