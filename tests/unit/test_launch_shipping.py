@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from container.aws import deploy, launch
 from container.aws.common import ShipError, is_already_exists, is_not_found, parse_key_values
-from serve import deploy
-from train import launch
 
 REPO = Path(__file__).resolve().parents[2]
 ROLE = "arn:aws:iam::123456789012:role/SageMakerExecution"
@@ -22,8 +21,9 @@ def test_shipping_modules_import_without_torch_numpy_or_the_server() -> None:
     # A fresh interpreter: the test session itself may already have torch loaded.
     code = (
         "import sys\n"
-        "import train.launch, train.tune, serve.deploy, container.aws.ecr, container.aws.common\n"
-        "train.launch.validate_hyperparameters({'epochs': '2', 'base_channels': '8'})\n"
+        "import container.aws.launch, container.aws.tune, container.aws.deploy, container.aws.ecr\n"
+        "import container.aws.common, container.aws.validate, container.aws.monitor\n"
+        "container.aws.launch.validate_hyperparameters({'epochs': '2', 'base_channels': '8'})\n"
         "heavy = sorted(m for m in ('torch', 'numpy', 'PIL', 'flask', 'gunicorn', 'model.family', 'serve.app')"
         " if m in sys.modules)\n"
         "print(heavy)\n"

@@ -1,6 +1,6 @@
 """Hyperparameter tuning job over our training image (boto3 only, no torch).
 
-    python -m train.tune --image URI --role ARN --output-path s3://bucket/hpo \\
+    python -m container.aws.tune --image URI --role ARN --output-path s3://bucket/hpo \\
         --train s3://bucket/data/train --validation s3://bucket/data/val \\
         --range learning_rate=1e-4:1e-2:log --range batch_size=8:32 --range lr_schedule=cosine,constant \\
         --max-jobs 20 --max-parallel 2 --spot --wait
@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import re
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -25,9 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from container.aws.common import ShipError, explain, make_session, parse_key_values, poll, run_cli, tag_list
-from train.config import DEFAULT_FAMILY, TrainConfig
-from train.errors import UserError
-from train.launch import (
+from container.aws.launch import (
     TrainingJob,
     add_job_arguments,
     job_from_args,
@@ -35,12 +32,14 @@ from train.launch import (
     read_hyperparameters,
     validate_hyperparameters,
 )
+from container.aws.validate import check_name
+from train.config import DEFAULT_FAMILY, TrainConfig
+from train.errors import UserError
 
 DEFAULT_OBJECTIVE = "validation:mean_angular_error"
 DEFAULT_RANGES = ("learning_rate=1e-4:1e-2:log", "batch_size=8:32", "weight_decay=1e-6:1e-2:log")
 STRATEGIES = ("Bayesian", "Random", "Hyperband", "Grid")
 _SCALING = {"auto": "Auto", "linear": "Linear", "log": "Logarithmic", "reverse": "ReverseLogarithmic"}
-_TUNING_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,31}$")
 
 
 @dataclass(frozen=True)
@@ -125,9 +124,7 @@ class TuningJob:
     tags: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not _TUNING_NAME.match(self.name):
-            raise ShipError(f"tuning job name {self.name!r} is not valid",
-                            "use 1-32 letters, digits and hyphens", exit_code=2)
+        check_name(self.name, "tuning job name", max_length=32)
         names = [d["Name"] for d in self.training.metric_definitions]
         if self.objective not in names:
             raise ShipError(f"objective {self.objective!r} is not one of the metric definitions",
@@ -185,7 +182,7 @@ def best_job(sm: Any, name: str) -> dict[str, Any]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m train.tune", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m container.aws.tune", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_job_arguments(parser)
     g = parser.add_argument_group("tuning")
@@ -236,7 +233,7 @@ def main(argv: Sequence[str] | None = None, session: Any = None) -> int:
         raise explain(exc, f"creating tuning job {name}") from None
     print(f"started {arn}", file=sys.stderr)
     if not args.wait:
-        print(f"  best job so far: python -m train.tune --best {name}", file=sys.stderr)
+        print(f"  best job so far: python -m container.aws.tune --best {name}", file=sys.stderr)
         print(name)
         return 0
 

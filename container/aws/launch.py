@@ -1,6 +1,6 @@
 """Start a SageMaker training job with our image, from a laptop (boto3 only, no torch).
 
-    python -m train.launch --image URI --role ARN --output-path s3://bucket/prefix \\
+    python -m container.aws.launch --image URI --role ARN --output-path s3://bucket/prefix \\
         --train s3://bucket/data/train --validation s3://bucket/data/val \\
         --hp epochs=20 --hp batch_size=32 --instance-type ml.g5.xlarge --spot --wait
 
@@ -16,7 +16,6 @@ import argparse
 import dataclasses
 import json
 import os
-import re
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -34,16 +33,15 @@ from container.aws.common import (
     run_cli,
     tag_list,
 )
+from container.aws.validate import check_name, check_role_arn, check_s3_uri
 from train.config import DEFAULT_FAMILY, TrainConfig, split_hyperparameters
 
-METRIC_DEFINITIONS_FILE = Path(__file__).with_name("metric_definitions.json")
+METRIC_DEFINITIONS_FILE = Path(__file__).parents[2] / "train" / "metric_definitions.json"
 CHANNELS = ("train", "validation", "test")
 CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
 TRAINING_LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 MAX_RUNTIME_LIMIT_S = 28 * 24 * 3600  # the API's ceiling for MaxRuntimeInSeconds
 TERMINAL = ("Completed", "Failed", "Stopped")
-_JOB_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
-_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/\S+$")
 
 
 def default_job_name(prefix: str = "byoc-normals") -> str:
@@ -106,12 +104,6 @@ def validate_hyperparameters(raw: Mapping[str, Any]) -> dict[str, str]:
     return strings
 
 
-def _check_s3(uri: str, flag: str) -> str:
-    if not re.match(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$", uri):
-        raise ShipError(f"{flag} {uri!r} is not an S3 URI", f"write it as {flag} s3://bucket/prefix", exit_code=2)
-    return uri
-
-
 @dataclass(frozen=True)
 class TrainingJob:
     """Everything CreateTrainingJob needs; :meth:`request` builds the exact API parameters."""
@@ -139,18 +131,13 @@ class TrainingJob:
     auto_checkpoint: bool = True
 
     def __post_init__(self) -> None:
-        if not _JOB_NAME.match(self.name):
-            raise ShipError(f"job name {self.name!r} is not valid",
-                            "use 1-63 letters, digits and hyphens, starting with a letter or digit", exit_code=2)
-        if not _ROLE_ARN.match(self.role_arn):
-            raise ShipError(f"--role {self.role_arn!r} is not an IAM role ARN",
-                            "pass the SageMaker execution role, arn:aws:iam::ACCOUNT:role/NAME (see the README)",
-                            exit_code=2)
-        _check_s3(self.output_path, "--output-path")
+        check_name(self.name, "job name")
+        check_role_arn(self.role_arn)
+        check_s3_uri(self.output_path, "--output-path")
         for channel, uri in self.channels.items():
-            _check_s3(uri, f"--{channel}")
+            check_s3_uri(uri, f"--{channel}")
         if self.checkpoint_s3:
-            _check_s3(self.checkpoint_s3, "--checkpoint-s3")
+            check_s3_uri(self.checkpoint_s3, "--checkpoint-s3")
         if self.instance_count < 1 or self.volume_gb < 1:
             raise ShipError("--instance-count and --volume-size must be at least 1", "pass positive numbers",
                             exit_code=2)
@@ -243,7 +230,7 @@ class TrainingJob:
 
 
 def add_job_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags shared by train.launch and train.tune."""
+    """Flags shared by container.aws.launch and container.aws.tune."""
     g = parser.add_argument_group("image, role, data")
     g.add_argument("--image", help="training image URI (the last line of ./build_and_push.sh)")
     g.add_argument("--role", help="SageMaker execution role ARN (default: $SAGEMAKER_ROLE_ARN)")
@@ -366,7 +353,7 @@ def report_outcome(desc: Mapping[str, Any], out: TextIO | None = None) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m train.launch", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m container.aws.launch", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_job_arguments(parser)
     parser.add_argument("--job-name", help="default: byoc-normals-YYYYmmdd-HHMMSS")
@@ -402,7 +389,7 @@ def main(argv: Sequence[str] | None = None, session: Any = None) -> int:
         print(f"  managed spot: max wait {job.effective_max_wait_s} s, checkpoints {job.effective_checkpoint_s3}",
               file=sys.stderr)
     if not args.wait:
-        print(f"  follow it: python -m train.launch --attach {job.name}\n  model artifact when done:",
+        print(f"  follow it: python -m container.aws.launch --attach {job.name}\n  model artifact when done:",
               file=sys.stderr)
         print(job.model_artifact_uri)
         return 0
