@@ -57,7 +57,7 @@ class RequestMonitor:
         scores = [drift.drift_score(self.baseline.inputs, drift.aggregate([drift.summarize_image(im)]))
                   for im in images]
         fields.update(_record(scores, "input_drift", self.input_drift))
-        if self.baseline.predictions is not None:
+        if self.baseline.predictions is not None and family.spec.has("summarize_prediction"):
             summaries = [family.summarize_prediction(p) for p in predictions]
             pscores = [None if s is None else drift.drift_score(self.baseline.predictions, drift.aggregate([s]))
                        for s in summaries]

@@ -12,6 +12,7 @@ import pytest
 
 from container.aws import deploy, launch
 from container.aws.common import ShipError, is_already_exists, is_not_found, parse_key_values
+from train.config import DEFAULT_FAMILY
 
 REPO = Path(__file__).resolve().parents[2]
 ROLE = "arn:aws:iam::123456789012:role/SageMakerExecution"
@@ -34,7 +35,7 @@ def test_shipping_modules_import_without_torch_numpy_or_the_server() -> None:
 
 
 def test_metric_definitions_capture_every_metric_line_the_training_prints() -> None:
-    defs = launch.load_metric_definitions()
+    defs = launch.metric_definitions(DEFAULT_FAMILY)
     names = [d["Name"] for d in defs]
     expected = {"train:loss", "validation:loss", "validation:mean_angular_error", "validation:median_angular_error",
                 "validation:within_11.25deg", "validation:within_22.5deg", "validation:within_30deg",
