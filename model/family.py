@@ -222,7 +222,7 @@ def load_family(path: str) -> ModelFamily:
         raise ValueError(f"model family {path!r} must look like 'package.module:ClassName'")
     try:
         module = importlib.import_module(module_name)
-    except ImportError as exc:
+    except (ImportError, TypeError) as exc:  # TypeError: a hook declaration check refused the class
         raise ValueError(f"model family {path!r}: cannot import {module_name!r} ({exc})") from exc
     cls = getattr(module, class_name, None)
     if not (isinstance(cls, type) and issubclass(cls, ModelFamily)):

@@ -64,16 +64,24 @@ def json_record_size(h: int, w: int, out: Output) -> int:
 
 def _numbers(block: np.ndarray, out: Output) -> np.ndarray:
     """Each value as fixed-width ASCII ``[spaces][sign]digits.dddd,``: JSON (no leading zeros), one width."""
-    q = np.rint(np.clip(block, out.low, out.high) * _SCALE).astype(np.int64)
-    a, digits = np.abs(q), out.int_digits
+    digits = out.int_digits
+    kind = np.int32 if 10**digits * _SCALE < 2**31 else np.int64
+    q = np.rint(np.clip(block, out.low, out.high) * _SCALE).astype(kind)
+    a = np.abs(q)
     whole = a // _SCALE
-    significant = np.maximum(1, np.floor(np.log10(np.maximum(whole, 1))).astype(np.int64) + 1)
-    lead = digits - significant  # slots before the sign: padding spaces (JSON whitespace)
     num = np.empty((*block.shape, digits + 7), dtype=np.uint8)
     sign = np.where(q < 0, ord("-"), ord(" "))
-    for j in range(digits + 1):  # slot 0..digits: padding, then the sign, then the integer digits
-        digit = ord("0") + (whole // 10 ** (digits - j)) % 10 if j > 0 else 0
-        num[..., j] = np.where(j < lead, ord(" "), np.where(j == lead, sign, digit))
+    if digits == 1:  # values below 10 (unit normals): the sign, then the one digit; no padding to place
+        num[..., 0] = sign
+        num[..., 1] = ord("0") + whole
+    else:
+        significant = np.ones_like(whole)
+        for power in range(1, digits):
+            significant += whole >= 10**power
+        lead = digits - significant  # slots before the sign: padding spaces (JSON whitespace)
+        for j in range(digits + 1):  # slot 0..digits: padding, then the sign, then the integer digits
+            digit = ord("0") + (whole // 10 ** (digits - j)) % 10 if j > 0 else 0
+            num[..., j] = np.where(j < lead, ord(" "), np.where(j == lead, sign, digit))
     num[..., digits + 1] = ord(".")
     for k, div in enumerate((1000, 100, 10, 1)):
         num[..., digits + 2 + k] = ord("0") + (a // div) % 10

@@ -160,3 +160,22 @@ def test_the_spec_of_a_family_lives_next_to_it() -> None:
     assert load_spec("tests.tinygrey.family:TinyGrey") is TinyGrey.spec
     with pytest.raises(ValueError, match="inside a package"):
         load_spec("toplevel:Family")
+
+
+def test_a_family_with_inconsistent_hooks_is_a_user_error_naming_them(tmp_path, monkeypatch) -> None:
+    package = tmp_path / "badfamily"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "spec.py").write_text(
+        "from dataclasses import dataclass\nfrom model.spec import FamilySpec\n"
+        "@dataclass(frozen=True)\nclass C:\n    x: int = 1\n"
+        "SPEC = FamilySpec(config_type=C, metrics=('mse',), objective='mse', output_name='y', hooks={'check_data'})\n")
+    (package / "family.py").write_text(
+        "from tests.unit.test_family_spec import _Minimal\nfrom .spec import SPEC\n"
+        "class Bad(_Minimal):\n    spec = SPEC\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from train.config import parse_hyperparameters
+    from train.errors import UserError
+
+    with pytest.raises(UserError, match=r"declares hook\(s\) \['check_data'\] that the class does not write"):
+        parse_hyperparameters({"model_family": "badfamily.family:Bad"})
