@@ -91,11 +91,14 @@ def decode_body(data: bytes, content_type: str) -> list[np.ndarray]:
 
 
 def _prediction(record: Any) -> np.ndarray:
-    return np.asarray(record["normals"], dtype=np.float32)
+    # ``{"shape": [...], "<output name>": [...]}``: the family's spec names the key, so take the one that is
+    # not "shape" (the monitor job reads answers of whichever family the endpoint serves).
+    (values,) = [v for k, v in record.items() if k != "shape"]
+    return np.asarray(values, dtype=np.float32)
 
 
 def decode_answer(data: bytes, content_type: str) -> list[np.ndarray]:
-    """The prediction arrays of an answer: JSON ``{"shape", "normals"}`` (or ``{"predictions": [...]}``),
+    """The prediction arrays of an answer: JSON ``{"shape", "<output name>"}`` (or ``{"predictions": [...]}``),
     JSON Lines of those, or npy. Pictures (``image/png``) carry no exact values and give none."""
     essence = content_type.split(";", 1)[0].strip().lower()
     if essence == "application/json":

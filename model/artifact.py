@@ -116,7 +116,7 @@ def load_model_dir(directory: Path, map_location: str | torch.device = "cpu") ->
         )
     try:
         family = load_family(meta["family"])
-        config = config_from_dict(family.config_type, meta["config"])
+        config = config_from_dict(family.spec.config_type, meta["config"])
     except (KeyError, ValueError, TypeError) as exc:
         raise ArtifactError(f"{meta_path}: cannot rebuild the model: {exc}") from exc
     network = family.build(config)

@@ -20,7 +20,7 @@ from serve.batching import Batcher
 from serve.budget import PixelBudget
 from serve.codecs import MediaType
 from serve.decoding import Plan
-from serve.encoding import Writer
+from serve.encoding import Output, Writer
 from serve.errors import ResponseTooLarge
 from serve.predictor import Predictor
 
@@ -66,7 +66,8 @@ class Pipeline:
         self._on_predictions = on_predictions
 
     def answer(self, plan: Plan, out_type: MediaType, deadline: float) -> Answer:
-        writer = Writer(out_type, plan.batched, plan.shapes, self.predictor.family.to_image)
+        family = self.predictor.family
+        writer = Writer(out_type, plan.batched, plan.shapes, family.to_image, Output.of(family.spec))
         size = writer.size()
         self._check_size(size, out_type)  # before any compute, when the size is known up front
         ranges = list(slices(plan.shapes, self.slice_pixels))

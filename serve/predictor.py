@@ -79,6 +79,8 @@ class Predictor:
 
     def summarize_prediction(self, prediction: np.ndarray) -> Any:
         """The family's drift summary of one prediction (None if it keeps none): see ``serve.drift``."""
+        if not self.family.spec.has("summarize_prediction"):
+            return None
         return self.family.summarize_prediction(prediction)
 
     def predict(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:

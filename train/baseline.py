@@ -4,8 +4,8 @@ It summarises the training inputs as a client would send them (the raw image fil
 and the model's own predictions on validation images, made the way serving makes them (``to_input`` ->
 network -> ``from_output``), so serving and ``docker run IMAGE monitor`` compare like with like.
 
-The family decides what is summarised, through two optional methods (none needed for image families whose
-samples carry an ``image`` path, like the built-in one):
+The family decides what is summarised, through two optional hooks it declares in its spec (none needed for
+image families whose samples carry an ``image`` path, like the built-in one):
   ``baseline_image(sample) -> HxWx3 uint8 | None``   the raw input of a sample (default: the file at sample.image)
   ``summarize_prediction(prediction) -> drift.Summary | None``   (default: no prediction summary)
 Pipe-mode records are read through their image member (and, the stream being gone at the end, the inputs
@@ -48,9 +48,8 @@ def _spread(samples: Sequence[Any], limit: int) -> list[Any]:
 def raw_image(family: ModelFamily, sample: Any) -> np.ndarray | None:
     """The sample's input as a client would send it: the family's ``baseline_image``, else the file at
     ``sample.image`` (File mode), else the image member of a Pipe-mode record (``sample.files["png"]`` ...)."""
-    custom = getattr(family, "baseline_image", None)
-    if custom is not None:
-        return custom(sample)
+    if family.spec.has("baseline_image"):
+        return family.baseline_image(sample)
     path = getattr(sample, "image", None)
     files = getattr(sample, "files", None)
     if isinstance(path, Path):
@@ -83,8 +82,8 @@ def build_baseline(family: ModelFamily, network: nn.Module, runtime: Runtime, pr
     if not inputs.count:
         return None
     predictions = drift.Aggregate()
-    summarize = getattr(family, "summarize_prediction", None)
-    if summarize is not None:
+    if family.spec.has("summarize_prediction"):
+        summarize = family.summarize_prediction
         was_training = network.training
         network.eval()
         for sample in _spread(validation_samples or train_samples, MAX_PREDICTION_IMAGES):

@@ -21,6 +21,7 @@ from train.errors import UserError
 
 if TYPE_CHECKING:
     from model.family import ModelFamily
+    from model.spec import FamilySpec
 
 DEFAULT_FAMILY = "model.normals.family:SurfaceNormals"
 
@@ -165,14 +166,16 @@ def is_user_hyperparameter(name: str) -> bool:
     return not (name.startswith("_") or name.startswith("sagemaker_"))
 
 
-def split_hyperparameters(raw: Mapping[str, Any], model_config_type: type) -> tuple[TrainConfig, Any]:
-    """Parse the user's hyperparameters into (training config, architecture config).
+def split_hyperparameters(raw: Mapping[str, Any], spec: FamilySpec | None) -> tuple[TrainConfig, Any]:
+    """Parse the user's hyperparameters into (training config, architecture config of ``spec``'s family).
 
-    Unknown names fail with the list of valid ones. Needs no torch: launchers call it on a laptop.
+    Unknown names fail with the list of valid ones. Needs no torch: launchers call it on a laptop, with
+    ``spec=None`` when the family's spec is not importable there (then only training names are allowed and
+    the architecture config is None).
     """
     values = {k: v for k, v in raw.items() if is_user_hyperparameter(k)}
     train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    model_fields = {f.name for f in dataclasses.fields(model_config_type)}
+    model_fields = set() if spec is None else {f.name for f in dataclasses.fields(spec.config_type)}
     unknown = sorted(set(values) - train_fields - model_fields)
     if unknown:
         raise UserError(
@@ -180,12 +183,14 @@ def split_hyperparameters(raw: Mapping[str, Any], model_config_type: type) -> tu
             f"use only these names: {', '.join(sorted(train_fields | model_fields))}",
         )
     config = _build(TrainConfig, {k: v for k, v in values.items() if k in train_fields})
-    arch = _build(model_config_type, {k: v for k, v in values.items() if k in model_fields})
-    stride = getattr(arch, "stride", 1)
-    if config.image_size % stride:
+    if spec is None:
+        return config, None
+    arch = _build(spec.config_type, {k: v for k, v in values.items() if k in model_fields})
+    multiple = spec.input_multiple(arch)
+    if config.image_size % multiple:
         raise UserError(
-            f"image_size {config.image_size} is not a multiple of the network stride {stride}",
-            f"use an image_size divisible by {stride} (e.g. {config.image_size // stride * stride or stride})",
+            f"image_size {config.image_size} is not a multiple of the network stride {multiple}",
+            f"use an image_size divisible by {multiple} (e.g. {config.image_size // multiple * multiple or multiple})",
         )
     return config, arch
 
@@ -200,7 +205,7 @@ def parse_hyperparameters(raw: Mapping[str, Any]) -> tuple[TrainConfig, ModelFam
         family = load_family(family_path)
     except ValueError as exc:
         raise UserError(f"hyperparameter 'model_family': {exc}", "name a ModelFamily subclass in the image") from None
-    config, arch = split_hyperparameters(raw, family.config_type)
+    config, arch = split_hyperparameters(raw, family.spec)
     return config, family, arch
 
 

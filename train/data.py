@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -104,13 +104,14 @@ def per_rank_length(length: int, world_size: int) -> int:
     return math.ceil(length / world_size)
 
 
-def make_loader(dataset: Any, sampler: Sampler, batch_size: int, config: TrainConfig, pin: bool) -> DataLoader:
+def make_loader(dataset: Any, sampler: Sampler, batch_size: int, config: TrainConfig, pin: bool,
+                preload: Callable[[], bool] | None = None) -> DataLoader:
+    """A loader over ``dataset``; ``preload`` is the dataset's declared ``dataset_preload`` hook, if any."""
     workers = config.data_workers
     if workers < 0:
         # Once every sample is decoded in memory an item costs ~1 ms against ~1 s per training step on
         # two cores: worker processes would only add copies and compete for those cores.
         # Decoding happens here, in this process, so the samples stay for every later epoch.
-        preload = getattr(dataset, "preload", None)
         workers = 0 if preload is not None and preload() else min(4, available_cpus())
     # A UserFacingLoader: data problems in any worker process fail the job as UserErrors naming the file.
     return UserFacingLoader(

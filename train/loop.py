@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from model.family import ModelFamily, family_path
+from model.family import ModelFamily, check_dataset_hooks, family_path
 from model.runtime import Runtime
 from train import metrics_log, schedule
 from train.baseline import write_baseline
@@ -131,6 +131,12 @@ class Trainer:
         else:
             self.train_data = job.family.dataset(self.splits.train, image_size=c.image_size, augment=c.augment,
                                                  seed=c.seed)
+            check_dataset_hooks(job.family.spec, self.train_data)
+
+    def _preload(self, dataset: Any) -> Any:
+        """The family dataset's declared ``preload`` (None for Pipe records and families without the hook)."""
+        declared = self.job.family.spec.has("dataset_preload") and not isinstance(dataset, RecordDataset)
+        return dataset.preload if declared else None
 
     def _anywhere(self, samples) -> bool:
         """Whether any rank has samples (hosts with shards may differ; all must take the same branch)."""
@@ -219,12 +225,13 @@ class Trainer:
             loader = torch.utils.data.DataLoader(self.train_data, batch_size=c.batch_size, num_workers=0,
                                                  pin_memory=rt.is_cuda)
         else:
-            if hasattr(self.train_data, "set_epoch"):
+            if job.family.spec.has("dataset_set_epoch"):
                 self.train_data.set_epoch(self.epoch)
             rank, world = self.scope.shard_of("train")
             sampler = EpochSampler(len(self.splits.train), seed=c.seed, epoch=self.epoch, shuffle=True, rank=rank,
                                    world_size=world, skip=self.samples_in_epoch, per_rank=self.per_rank)
-            loader = make_loader(self.train_data, sampler, c.batch_size, c, pin=rt.is_cuda)
+            loader = make_loader(self.train_data, sampler, c.batch_size, c, pin=rt.is_cuda,
+                                 preload=self._preload(self.train_data))
         self.model.train()
         window_loss = torch.zeros((), device=rt.device)
         window_start, window_images, window_steps = time.perf_counter(), 0, 0
@@ -294,6 +301,7 @@ class Trainer:
             dataset = RecordDataset(job.family, list(samples), image_size=c.image_size, seed=c.seed)
         else:
             dataset = job.family.dataset(samples, image_size=c.image_size, augment=False, seed=c.seed)
+            check_dataset_hooks(job.family.spec, dataset)
         self._eval_sets[split] = (samples, dataset)
         return dataset
 
@@ -304,7 +312,7 @@ class Trainer:
         channel = split if split == "test" or self.splits.validation_source == "channel" else "train"
         rank, world = self.scope.shard_of(channel)
         sampler = EpochSampler(len(samples), seed=c.seed, epoch=0, shuffle=False, rank=rank, world_size=world)
-        loader = make_loader(dataset, sampler, c.batch_size, c, pin=rt.is_cuda)
+        loader = make_loader(dataset, sampler, c.batch_size, c, pin=rt.is_cuda, preload=self._preload(dataset))
         # The bare network, not the DDP wrapper: ranks may hold different numbers of evaluation batches
         # (host-local shards), and DDP's forward would broadcast BatchNorm buffers collectively.
         # The weight average, when there is one, is the model that gets validated and saved.
@@ -312,6 +320,7 @@ class Trainer:
         model.eval()
         metrics = job.family.metrics()
         reference = job.family.metrics()  # the family's constant answer, for context
+        has_constant = job.family.spec.has("constant_prediction")
         loss_sum = torch.zeros(2, dtype=torch.float64)
         pictures = []
         for batch in loader:
@@ -322,7 +331,7 @@ class Trainer:
             n = batch["input"].shape[0]
             loss_sum += torch.tensor([float(loss) * n, n], dtype=torch.float64)
             metrics.update(outputs.float(), batch)
-            constant = job.family.constant_prediction(batch) if self.baseline is None else None
+            constant = job.family.constant_prediction(batch) if self.baseline is None and has_constant else None
             if constant is not None:
                 reference.update(constant, batch)
             for i in range(min(n, panels - len(pictures))):

@@ -38,7 +38,7 @@ def write_outputs(job: TrainJob, weights: nn.Module, summary: dict[str, Any], hi
     atomic_write_bytes(out / "metrics.json", (json.dumps(report, indent=2) + "\n").encode())
     for i, picture in enumerate(panels):
         Image.fromarray(np.asarray(picture, dtype=np.uint8)).save(out / f"panel_{i:02d}.png")
-    metric = job.family.objective_metric
+    metric = job.family.spec.objective_metric
     baseline = summary.get("constant_baseline", {}).get(metric.split(":", 1)[-1])
     curve = draw_training_curve(history, metric, baseline)
     if curve is not None:

@@ -47,7 +47,7 @@ class DataScope:
     def _splits(self) -> Splits:
         c, family = self.config, self.family
         channels, pipe = self.paths.channels, self.paths.pipe
-        if pipe and family.record_format is None:
+        if pipe and not family.spec.has("sample_from_record"):
             raise UserError(f"channel(s) {sorted(pipe)} use Pipe input mode, which the model family "
                             f"{family_path(family)} cannot read", "use File or FastFile input mode")
         for name in pipe - {"train"}:  # non-train Pipe channels are small: one pass into memory

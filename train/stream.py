@@ -140,7 +140,7 @@ def _item(family: ModelFamily, record: Record, **kwargs) -> dict[str, Any]:
         return family.sample_from_record(record.files, record.key, **kwargs)
     except DataFormatError as exc:
         raise UserError(f"Pipe-mode record is not in the expected format: {exc}",
-                        f"write records as {family.record_format}") from None
+                        f"write records as {family.spec.record_format}") from None
 
 
 class StreamDataset(IterableDataset):

@@ -31,13 +31,6 @@ class ShipError(Exception):
         self.exit_code = exit_code
 
 
-def check_s3_uri(uri: str, flag: str) -> str:
-    """``uri`` if it looks like ``s3://bucket/...``, else a usage error naming ``flag``."""
-    if not uri.startswith("s3://") or len(uri) < 6:
-        raise ShipError(f"{flag} {uri!r} is not an S3 URI", f"write it as {flag} s3://bucket/key", exit_code=2)
-    return uri
-
-
 def make_session(region: str | None = None) -> boto3.Session:
     """A boto3 session with a region and credentials, or a ShipError saying how to provide them.
 

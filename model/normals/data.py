@@ -27,6 +27,7 @@ from model.family import DataFormatError
 from model.normals import augment as aug
 from model.normals.encoding import read_mask, read_normals, read_rgb
 from model.normals.memory import DecodedStore
+from model.normals.spec import RECORD_FORMAT
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 INPUT_MEAN = 0.5
@@ -148,7 +149,6 @@ class NormalsDataset(Dataset):
 
 #: Pipe-mode records: tar members ``<key>.png|jpg|jpeg`` (image), ``<key>.normals.png``, optional
 #: ``<key>.mask.png``, consecutive per key. Same pixel encodings as the File-mode folders.
-RECORD_FORMAT = "tar stream of <key>.png|jpg|jpeg + <key>.normals.png (+ optional <key>.mask.png)"
 
 
 def sample_from_record(files: dict[str, bytes], key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

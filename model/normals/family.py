@@ -8,17 +8,15 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
 from model.drift import Summary, summarize_normals
-from model.family import Batch, ModelFamily
+from model.family import Batch, ModelFamily, to_padded_tensor
 from model.normals.config import UNetConfig
 from model.normals.data import (
     INPUT_MEAN,
     INPUT_STD,
-    RECORD_FORMAT,
     NormalsDataset,
     Sample,
     index_channel,
@@ -29,11 +27,11 @@ from model.normals.data import (
 from model.normals.encoding import normals_to_rgb
 from model.normals.network import UNet
 from model.normals.objective import AngularMetrics, angular_loss
+from model.normals.spec import SPEC
 
 
 class SurfaceNormals(ModelFamily):
-    config_type = UNetConfig
-    objective_metric = "validation:mean_angular_error"
+    spec = SPEC
 
     def build(self, config: UNetConfig) -> nn.Module:
         return UNet(config)
@@ -58,8 +56,6 @@ class SurfaceNormals(ModelFamily):
 
         return check_samples(samples)
 
-    record_format = RECORD_FORMAT
-
     def sample_from_record(self, files: Mapping[str, bytes], key: str, *, image_size: int, augment: bool,
                            seed: int, epoch: int, index: int) -> Batch:
         image, normals, valid = sample_from_record(dict(files), key)
@@ -69,6 +65,7 @@ class SurfaceNormals(ModelFamily):
         return angular_loss(outputs, batch["normals"], batch["valid"])
 
     def metrics(self) -> AngularMetrics:
+        # The median is no mean of per-sample values, so this family writes its own accumulator.
         return AngularMetrics()
 
     def constant_prediction(self, batch: Batch) -> torch.Tensor:
@@ -85,22 +82,7 @@ class SurfaceNormals(ModelFamily):
         return np.concatenate([image, truth, pred], axis=1)
 
     def to_input(self, image: np.ndarray, preprocessing: Mapping[str, Any]) -> torch.Tensor:
-        t = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
-        t = t.float().div_(255.0) if t.dtype == torch.uint8 else t.float()
-        multiple = int(preprocessing.get("pad_multiple", 16))
-        h, w = t.shape[-2:]
-        pad_h, pad_w = -h % multiple, -w % multiple
-        if pad_h or pad_w:
-            # Reflection keeps image statistics at the border; it needs the pad to be smaller than the side.
-            # Centred, so the network's frame coordinates keep the image centre where it is.
-            mode = "reflect" if pad_h < h and pad_w < w else "replicate"
-            t = F.pad(t[None], (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2), mode=mode)[0]
-        return normalize_input(t)
-
-    def from_output(self, output: torch.Tensor, image_shape: tuple[int, ...]) -> np.ndarray:
-        h, w = image_shape[:2]
-        top, left = (output.shape[-2] - h) // 2, (output.shape[-1] - w) // 2
-        return output[:, top : top + h, left : left + w].float().permute(1, 2, 0).cpu().numpy()
+        return normalize_input(to_padded_tensor(image, int(preprocessing.get("pad_multiple", 16))))
 
     def to_image(self, prediction: np.ndarray) -> np.ndarray:
         return normals_to_rgb(prediction)

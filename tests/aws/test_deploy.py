@@ -1,4 +1,4 @@
-"""serve.deploy against moto: the exact SageMaker and Application Auto Scaling requests, reruns, teardown."""
+"""container.aws.deploy against moto: the exact SageMaker and Application Auto Scaling requests, reruns, teardown."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from container.aws import deploy
 from container.aws.common import ShipError
-from serve import deploy
 
 pytestmark = pytest.mark.aws
 ROLE = "arn:aws:iam::123456789012:role/SageMakerExecution"

@@ -1,4 +1,4 @@
-"""train.launch and train.tune against moto: the exact CreateTrainingJob / CreateHyperParameterTuningJob requests."""
+"""The launch and tune CLIs against moto: the exact CreateTrainingJob / CreateHyperParameterTuningJob requests."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from container.aws import launch, tune
 from container.aws.common import ShipError
-from train import launch, tune
 from train.errors import UserError
 
 pytestmark = pytest.mark.aws
@@ -131,7 +131,7 @@ def test_a_failed_job_is_reported_with_its_failure_reason() -> None:
 
 
 def test_cli_prints_what_and_fix_without_traceback(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "train.launch", *BASE, *DATA, "--hp", "epochs=zero"],
+    proc = subprocess.run([sys.executable, "-m", "container.aws.launch", *BASE, *DATA, "--hp", "epochs=zero"],
                           cwd=REPO, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert re.search(r"^error: hyperparameter 'epochs' has the bad value 'zero'", proc.stderr, re.M)

@@ -1,4 +1,4 @@
-"""serve.monitor against moto: exact CloudWatch requests, idempotent reruns, teardown, metric reads."""
+"""container.aws.monitor against moto: exact CloudWatch requests, idempotent reruns, teardown, metric reads."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import json
 import pytest
 from PIL import Image
 
+from container.aws import cloudwatch_plan, deploy, monitor
 from container.aws.common import ShipError
 from model import drift
-from serve import cloudwatch_plan, deploy, monitor
 
 pytestmark = pytest.mark.aws
 NAME = "normals"

@@ -11,7 +11,7 @@ from PIL import Image
 from model import drift
 from model.normals.synthetic import write_dataset
 from tests.integration.test_training import TINY, make_job
-from tests.integration.tiny_family import write_tiny_dataset
+from tests.tinygrey.family import write_tiny_dataset
 from train.loop import run
 
 
@@ -39,7 +39,7 @@ def test_the_baseline_summarises_every_raw_training_image_and_the_validation_pre
 
 def test_a_family_without_image_files_trains_without_a_baseline(tmp_path):
     write_tiny_dataset(tmp_path / "train")
-    hps = {"model_family": "tests.integration.tiny_family:TinyGrey", "hidden": "3", "epochs": "1",
+    hps = {"model_family": "tests.tinygrey.family:TinyGrey", "hidden": "3", "epochs": "1",
            "batch_size": "2", "image_size": "16", "data_workers": "0", "panels": "0"}
     run(make_job(tmp_path, hps, {"train": tmp_path / "train"}))
     assert sorted(p.name for p in (tmp_path / "model").iterdir()) == ["model.json", "model.pt"]

@@ -12,7 +12,7 @@ from model.artifact import load_model_dir
 from model.normals.family import SurfaceNormals
 from model.normals.synthetic import write_dataset
 from model.runtime import select_runtime
-from tests.integration.tiny_family import TinyGrey, write_tiny_dataset
+from tests.tinygrey.family import TinyGrey, write_tiny_dataset
 from train.config import parse_hyperparameters
 from train.errors import TrainingStopped, UserError
 from train.loop import Trainer, TrainJob, TrainPaths, run
@@ -113,7 +113,7 @@ def test_checkpoint_of_another_architecture_is_refused(tmp_path, scenes):
 
 def test_a_second_model_family_goes_through_the_same_train_and_load_path(tmp_path):
     write_tiny_dataset(tmp_path / "train")
-    hps = {"model_family": "tests.integration.tiny_family:TinyGrey", "hidden": "3", "epochs": "2",
+    hps = {"model_family": "tests.tinygrey.family:TinyGrey", "hidden": "3", "epochs": "2",
            "batch_size": "2", "image_size": "16", "data_workers": "0", "panels": "1"}
     summary = run(make_job(tmp_path, hps, {"train": tmp_path / "train"}))
     assert "validation:mse" in summary["final_metrics"]

@@ -4,12 +4,13 @@ import sys
 import pytest
 
 from model.normals.config import UNetConfig
+from model.normals.spec import SPEC
 from train.config import TrainConfig, parse_hyperparameters, split_hyperparameters
 from train.errors import UserError
 
 
 def parse(raw):
-    return split_hyperparameters(raw, UNetConfig)
+    return split_hyperparameters(raw, SPEC)
 
 
 def test_defaults_when_nothing_is_given():

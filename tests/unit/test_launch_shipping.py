@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from container.aws import deploy, launch
 from container.aws.common import ShipError, is_already_exists, is_not_found, parse_key_values
-from serve import deploy
-from train import launch
+from train.config import DEFAULT_FAMILY
 
 REPO = Path(__file__).resolve().parents[2]
 ROLE = "arn:aws:iam::123456789012:role/SageMakerExecution"
@@ -22,8 +22,9 @@ def test_shipping_modules_import_without_torch_numpy_or_the_server() -> None:
     # A fresh interpreter: the test session itself may already have torch loaded.
     code = (
         "import sys\n"
-        "import train.launch, train.tune, serve.deploy, container.aws.ecr, container.aws.common\n"
-        "train.launch.validate_hyperparameters({'epochs': '2', 'base_channels': '8'})\n"
+        "import container.aws.launch, container.aws.tune, container.aws.deploy, container.aws.ecr\n"
+        "import container.aws.common, container.aws.validate, container.aws.monitor\n"
+        "container.aws.launch.validate_hyperparameters({'epochs': '2', 'base_channels': '8'})\n"
         "heavy = sorted(m for m in ('torch', 'numpy', 'PIL', 'flask', 'gunicorn', 'model.family', 'serve.app')"
         " if m in sys.modules)\n"
         "print(heavy)\n"
@@ -34,7 +35,7 @@ def test_shipping_modules_import_without_torch_numpy_or_the_server() -> None:
 
 
 def test_metric_definitions_capture_every_metric_line_the_training_prints() -> None:
-    defs = launch.load_metric_definitions()
+    defs = launch.metric_definitions(DEFAULT_FAMILY)
     names = [d["Name"] for d in defs]
     expected = {"train:loss", "validation:loss", "validation:mean_angular_error", "validation:median_angular_error",
                 "validation:within_11.25deg", "validation:within_22.5deg", "validation:within_30deg",

@@ -40,12 +40,14 @@ def test_data_beyond_the_memory_budget_is_decoded_per_access_by_workers(tmp_path
     ds = NormalsDataset(index_channel(tmp_path / "ch"), image_size=16, augment=False, seed=0)
     ds.memory = DecodedStore(budget_bytes=1000)  # smaller than one sample
     assert not ds.preload()
-    loader = make_loader(ds, EpochSampler(3, seed=0, epoch=0, shuffle=False), 2, TrainConfig(), pin=False)
+    loader = make_loader(ds, EpochSampler(3, seed=0, epoch=0, shuffle=False), 2, TrainConfig(), pin=False,
+                         preload=ds.preload)
     assert loader.num_workers > 0 and len(ds.memory) == 0
 
 
 def test_in_memory_data_loads_without_worker_processes(tmp_path):
     write_dataset(tmp_path / "ch", count=3, size=16, seed=0)
     ds = NormalsDataset(index_channel(tmp_path / "ch"), image_size=16, augment=False, seed=0)
-    loader = make_loader(ds, EpochSampler(3, seed=0, epoch=0, shuffle=False), 2, TrainConfig(), pin=False)
+    loader = make_loader(ds, EpochSampler(3, seed=0, epoch=0, shuffle=False), 2, TrainConfig(), pin=False,
+                         preload=ds.preload)  # the surface-normal family declares dataset_preload
     assert loader.num_workers == 0 and ds.in_memory

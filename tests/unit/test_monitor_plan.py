@@ -9,16 +9,16 @@ from pathlib import Path
 
 import pytest
 
+from container.aws import monitor
+from container.aws.cloudwatch_plan import MonitorPlan
 from container.aws.common import ShipError
-from serve import monitor
-from serve.cloudwatch_plan import MonitorPlan
-from serve.endpoint_metrics import choose_period
+from container.aws.endpoint_metrics import choose_period
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def test_the_monitor_cli_imports_without_torch_numpy_pillow_or_the_server() -> None:
-    code = ("import sys, serve.monitor\n"
+    code = ("import sys, container.aws.monitor\n"
             "heavy = ('torch', 'numpy', 'PIL', 'flask', 'model.drift', 'serve.app')\n"
             "print(sorted(m for m in heavy if m in sys.modules))")
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)

@@ -6,9 +6,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from model.normals.spec import SPEC
 from serve import codecs, decoding
-from serve.encoding import encode
+from serve.encoding import Output, encode
 from serve.errors import BadRequest, NotAcceptable, UnsupportedMediaType
+
+NORMALS = Output.of(SPEC)  # the built-in family's answers: key "normals", HxWx3 in [-1, 1]
 
 LIMITS = decoding.Limits(max_pixels=64 * 64, max_images=4)
 
@@ -152,12 +155,12 @@ def test_ragged_batch_cannot_be_npy():
 
 def test_encoders_keep_count_order_and_dtype():
     preds = [np.full((2, 3, 3), i / 10, np.float32) for i in range(3)]
-    arr = np.load(io.BytesIO(encode(preds, True, media("application/x-npy; dtype=float16"), None)))
+    arr = np.load(io.BytesIO(encode(preds, True, media("application/x-npy; dtype=float16"), None, NORMALS)))
     assert arr.shape == (3, 2, 3, 3)
     assert arr.dtype == np.float16
-    lines = encode(preds, True, media(codecs.JSONLINES), None).decode().splitlines()
+    lines = encode(preds, True, media(codecs.JSONLINES), None, NORMALS).decode().splitlines()
     assert [json.loads(line)["normals"][0][0][0] for line in lines] == [0.0, 0.1, 0.2]
-    single = json.loads(encode(preds[:1], False, media(codecs.JSON), None))
+    single = json.loads(encode(preds[:1], False, media(codecs.JSON), None, NORMALS))
     assert single["shape"] == [2, 3, 3]
 
 

@@ -10,13 +10,15 @@ import tracemalloc
 import numpy as np
 import pytest
 
+from model.normals.spec import SPEC
 from serve.budget import PixelBudget
 from serve.codecs import JSON, JSONLINES, NPY, MediaType
-from serve.encoding import Writer, encode, json_record_size
+from serve.encoding import Output, Writer, encode, json_record_size
 from serve.errors import Overloaded
 from serve.pipeline import slices
 from tests.polling import wait_until
 
+NORMALS = Output.of(SPEC)  # the built-in family's answers: key "normals", HxWx3 in [-1, 1]
 
 def unit_normals(h: int, w: int, seed: int = 0) -> np.ndarray:
     n = np.random.default_rng(seed).normal(size=(h, w, 3)).astype(np.float32)
@@ -81,19 +83,19 @@ def test_json_answer_size_is_exact_before_encoding_and_values_round_trip():
         use = preds if batched else preds[:1]
         if kind == NPY:
             use = [preds[0], preds[0]]
-        body = encode(use, batched, MediaType(kind), None)
+        body = encode(use, batched, MediaType(kind), None, NORMALS)
         shapes = np.array([p.shape[:2] for p in use])
-        assert len(body) == Writer(MediaType(kind), batched, shapes, None).size()
-    doc = json.loads(encode(preds[:1], False, MediaType(JSON), None))
+        assert len(body) == Writer(MediaType(kind), batched, shapes, None, NORMALS).size()
+    doc = json.loads(encode(preds[:1], False, MediaType(JSON), None, NORMALS))
     np.testing.assert_allclose(np.array(doc["normals"]), preds[0], atol=5e-5 + 1e-7)
-    assert json_record_size(7, 11) == len(encode(preds[:1], False, MediaType(JSON), None))
+    assert json_record_size(7, 11, NORMALS) == len(encode(preds[:1], False, MediaType(JSON), None, NORMALS))
 
 
 def test_json_encoding_peak_memory_is_a_small_multiple_of_the_answer():
     pred = unit_normals(512, 512)
     tracemalloc.start()
     try:
-        body = encode([pred], False, MediaType(JSON), None)
+        body = encode([pred], False, MediaType(JSON), None, NORMALS)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()

@@ -1,16 +1,16 @@
 """Monitor a deployed endpoint with CloudWatch, from a laptop (boto3 only; Pillow only for the PNG chart).
 
-    python -m serve.monitor status --name normals [--hours 3] [--chart normals.png]
-    python -m serve.monitor setup  --name normals [--latency-p99-ms 1000] [--error-rate 0.01]
+    python -m container.aws.monitor status --name normals [--hours 3] [--chart normals.png]
+    python -m container.aws.monitor setup  --name normals [--latency-p99-ms 1000] [--error-rate 0.01]
                                    [--drift-threshold 1.1] [--alarm-topic arn:aws:sns:...]
-    python -m serve.monitor report --name normals --image URI --capture s3://b/capture/normals/ \
+    python -m container.aws.monitor report --name normals --image URI --capture s3://b/capture/normals/ \
                                    --model-data s3://b/.../model.tar.gz --output s3://b/drift/ [--wait]
-    python -m serve.monitor remove --name normals
+    python -m container.aws.monitor remove --name normals
 
 ``status`` prints the last hours of the endpoint's metrics as a table (and a PNG chart). ``setup`` creates,
 idempotently, the CloudWatch Logs metric filters on the endpoint's log group, three alarms and a dashboard
-(names in serve/cloudwatch_plan.py); a rerun changes only what differs. ``remove`` deletes all of them;
-``python -m serve.deploy delete`` calls it too. What is already gone is reported, not an error. ``report``
+(names in container/aws/cloudwatch_plan.py); a rerun changes only what differs. ``remove`` deletes all of them;
+``python -m container.aws.deploy delete`` calls it too. What is already gone is reported, not an error. ``report``
 runs the image's ``monitor`` job as a SageMaker Processing job over the data-capture prefix.
 """
 
@@ -25,11 +25,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from container.aws.cloudwatch_plan import DEFAULT_DRIFT_THRESHOLD, MonitorPlan
 from container.aws.common import ShipError, explain, is_not_found, make_session, run_cli
-from serve.cloudwatch_plan import DEFAULT_DRIFT_THRESHOLD, MonitorPlan
-from serve.drift_job import DriftJob
-from serve.drift_job import start as start_drift_job
-from serve.endpoint_metrics import choose_period, draw_chart, format_table, read_metrics
+from container.aws.drift_job import DriftJob
+from container.aws.drift_job import start as start_drift_job
+from container.aws.endpoint_metrics import choose_period, draw_chart, format_table, read_metrics
 
 
 def _say(log: TextIO | None, message: str) -> None:
@@ -68,7 +68,7 @@ def _check_log_group(logs: Any, plan: MonitorPlan) -> None:
     groups = logs.describe_log_groups(logGroupNamePrefix=plan.log_group).get("logGroups", [])
     if not any(g["logGroupName"] == plan.log_group for g in groups):
         raise ShipError(f"log group {plan.log_group} does not exist: endpoint {plan.name} has not logged yet "
-                        "(or the name is wrong)", "deploy it with `python -m serve.deploy deploy --name "
+                        "(or the name is wrong)", "deploy it with `python -m container.aws.deploy deploy --name "
                         f"{plan.name} ...`, wait for InService, then rerun setup")
 
 
@@ -190,7 +190,7 @@ def _report(args: argparse.Namespace, session: Any) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m serve.monitor", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m container.aws.monitor", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--region", help="AWS region (default: AWS_REGION, AWS_DEFAULT_REGION, ~/.aws/config)")
     sub = parser.add_subparsers(dest="command", required=True)

@@ -13,7 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from container.aws.common import ShipError, check_s3_uri, explain, poll
+from container.aws.common import ShipError, explain, poll
+from container.aws.validate import check_s3_uri
 
 PROCESSING = "/opt/ml/processing"
 

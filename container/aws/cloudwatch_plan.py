@@ -1,4 +1,4 @@
-"""What ``python -m serve.monitor setup`` creates for an endpoint, as exact CloudWatch (Logs) requests.
+"""What ``python -m container.aws.monitor setup`` creates for an endpoint, as exact CloudWatch (Logs) requests.
 
 Every name derives from the endpoint name ``N``:
 

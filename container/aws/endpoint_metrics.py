@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from serve.cloudwatch_plan import INSTANCE_NS, SAGEMAKER_NS, VARIANT, MonitorPlan
+from container.aws.cloudwatch_plan import INSTANCE_NS, SAGEMAKER_NS, VARIANT, MonitorPlan
 
 #: Candidate periods (s); the smallest giving at most MAX_ROWS rows is used.
 PERIODS = (60, 300, 900, 3600, 21600, 86400)

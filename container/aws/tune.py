@@ -1,11 +1,12 @@
 """Hyperparameter tuning job over our training image (boto3 only, no torch).
 
-    python -m train.tune --image URI --role ARN --output-path s3://bucket/hpo \\
+    python -m container.aws.tune --image URI --role ARN --output-path s3://bucket/hpo \\
         --train s3://bucket/data/train --validation s3://bucket/data/val \\
         --range learning_rate=1e-4:1e-2:log --range batch_size=8:32 --range lr_schedule=cosine,constant \\
         --max-jobs 20 --max-parallel 2 --spot --wait
 
-Objective: ``validation:mean_angular_error`` (minimize) by default, one of train/metric_definitions.json.
+Objective: the family's spec objective by default (``validation:mean_angular_error``, minimize, for the
+built-in family), one of the job's metric definitions (computed from the same spec).
 Ranges: ``NAME=MIN:MAX[:auto|linear|log|reverse]`` (integer or continuous, from the hyperparameter's type)
 or ``NAME=A,B,C`` (categorical). Both ends of every range are checked with the container's own parser first.
 Without ``--range`` it searches learning_rate, batch_size and weight_decay. ``--wait`` prints the best job
@@ -17,7 +18,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import re
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -25,22 +25,21 @@ from dataclasses import dataclass
 from typing import Any
 
 from container.aws.common import ShipError, explain, make_session, parse_key_values, poll, run_cli, tag_list
-from train.config import DEFAULT_FAMILY, TrainConfig
-from train.errors import UserError
-from train.launch import (
+from container.aws.launch import (
     TrainingJob,
     add_job_arguments,
+    family_spec,
     job_from_args,
-    model_config_type,
     read_hyperparameters,
     validate_hyperparameters,
 )
+from container.aws.validate import check_name
+from train.config import DEFAULT_FAMILY, TrainConfig
+from train.errors import UserError
 
-DEFAULT_OBJECTIVE = "validation:mean_angular_error"
 DEFAULT_RANGES = ("learning_rate=1e-4:1e-2:log", "batch_size=8:32", "weight_decay=1e-6:1e-2:log")
 STRATEGIES = ("Bayesian", "Random", "Hyperband", "Grid")
 _SCALING = {"auto": "Auto", "linear": "Linear", "log": "Logarithmic", "reverse": "ReverseLogarithmic"}
-_TUNING_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,31}$")
 
 
 @dataclass(frozen=True)
@@ -58,8 +57,9 @@ class ParameterRange:
 
 def _field_types(family: str) -> dict[str, str]:
     types = {f.name: str(f.type) for f in dataclasses.fields(TrainConfig)}
-    config = model_config_type(family)
-    types.update({f.name: str(f.type) for f in dataclasses.fields(config)})
+    spec = family_spec(family)
+    if spec is not None:
+        types.update({f.name: str(f.type) for f in dataclasses.fields(spec.config_type)})
     return types
 
 
@@ -116,7 +116,7 @@ class TuningJob:
     name: str
     training: TrainingJob
     ranges: Sequence[ParameterRange]
-    objective: str = DEFAULT_OBJECTIVE
+    objective: str
     objective_type: str = "Minimize"
     strategy: str = "Bayesian"
     max_jobs: int = 20
@@ -125,9 +125,7 @@ class TuningJob:
     tags: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not _TUNING_NAME.match(self.name):
-            raise ShipError(f"tuning job name {self.name!r} is not valid",
-                            "use 1-32 letters, digits and hyphens", exit_code=2)
+        check_name(self.name, "tuning job name", max_length=32)
         names = [d["Name"] for d in self.training.metric_definitions]
         if self.objective not in names:
             raise ShipError(f"objective {self.objective!r} is not one of the metric definitions",
@@ -184,14 +182,31 @@ def best_job(sm: Any, name: str) -> dict[str, Any]:
     }
 
 
+def default_objective(family: str, objective: str | None, objective_type: str | None) -> tuple[str, str]:
+    """(objective metric, Minimize|Maximize): the flags when given, else what the family's spec declares."""
+    spec = family_spec(family)
+    if objective is None:
+        if spec is None:
+            raise ShipError(f"the spec of {family} is not importable here, so its tuning objective is unknown",
+                            "pass --objective validation:NAME (and --objective-type), or run from the directory "
+                            "holding your package", exit_code=2)
+        objective = spec.objective_metric
+    if objective_type is None:
+        metric = objective.split(":", 1)[-1]
+        objective_type = "Maximize" if spec is not None and metric in spec.higher_is_better else "Minimize"
+    return objective, objective_type
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m train.tune", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m container.aws.tune", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_job_arguments(parser)
     g = parser.add_argument_group("tuning")
     g.add_argument("--range", action="append", metavar="SPEC", help="NAME=MIN:MAX[:log] or NAME=A,B (repeatable)")
-    g.add_argument("--objective", default=DEFAULT_OBJECTIVE, help=f"metric to optimise (default: {DEFAULT_OBJECTIVE})")
-    g.add_argument("--objective-type", choices=("Minimize", "Maximize"), default="Minimize")
+    g.add_argument("--objective", help="metric to optimise (default: the family's spec objective, "
+                                       "validation:mean_angular_error for the built-in one)")
+    g.add_argument("--objective-type", choices=("Minimize", "Maximize"),
+                   help="default: from the spec (Maximize for its higher-is-better metrics, else Minimize)")
     g.add_argument("--strategy", choices=STRATEGIES, default="Bayesian")
     g.add_argument("--max-jobs", type=int, default=20, help="training jobs in total (default: 20)")
     g.add_argument("--max-parallel", type=int, default=2, help="training jobs at a time (default: 2)")
@@ -217,10 +232,12 @@ def main(argv: Sequence[str] | None = None, session: Any = None) -> int:
     if training.spot and not training.checkpoint_s3:
         print("note: spot tuning without --checkpoint-s3: an interrupted trial restarts from scratch",
               file=sys.stderr)
+    objective, objective_type = default_objective(static.get("model_family", DEFAULT_FAMILY), args.objective,
+                                                  args.objective_type)
     tuning = TuningJob(
         name=name, training=training,
         ranges=[parse_range(spec, static) for spec in (args.range or DEFAULT_RANGES)],
-        objective=args.objective, objective_type=args.objective_type, strategy=args.strategy,
+        objective=objective, objective_type=objective_type, strategy=args.strategy,
         max_jobs=args.max_jobs, max_parallel=args.max_parallel, early_stopping=args.early_stopping,
         tags=parse_key_values(args.tag, "--tag"),
     )
@@ -236,7 +253,7 @@ def main(argv: Sequence[str] | None = None, session: Any = None) -> int:
         raise explain(exc, f"creating tuning job {name}") from None
     print(f"started {arn}", file=sys.stderr)
     if not args.wait:
-        print(f"  best job so far: python -m train.tune --best {name}", file=sys.stderr)
+        print(f"  best job so far: python -m container.aws.tune --best {name}", file=sys.stderr)
         print(name)
         return 0
 

@@ -1,6 +1,6 @@
 """Start a SageMaker training job with our image, from a laptop (boto3 only, no torch).
 
-    python -m train.launch --image URI --role ARN --output-path s3://bucket/prefix \\
+    python -m container.aws.launch --image URI --role ARN --output-path s3://bucket/prefix \\
         --train s3://bucket/data/train --validation s3://bucket/data/val \\
         --hp epochs=20 --hp batch_size=32 --instance-type ml.g5.xlarge --spot --wait
 
@@ -13,237 +13,39 @@ does the same for a running job; ``--dry-run`` prints the CreateTrainingJob requ
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
-import re
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from container.aws.common import (
-    LogFollower,
-    ShipError,
-    explain,
-    make_session,
-    parse_key_values,
-    poll,
-    run_cli,
-    tag_list,
+from container.aws.common import LogFollower, ShipError, explain, make_session, parse_key_values, poll, run_cli
+from container.aws.hyperparameters import (
+    family_spec,
+    hyperparameter_string,
+    metric_definitions,
+    validate_hyperparameters,
 )
-from train.config import DEFAULT_FAMILY, TrainConfig, split_hyperparameters
+from container.aws.training_job import CHANNELS, CHECKPOINT_LOCAL_PATH, MAX_RUNTIME_LIMIT_S, TrainingJob
+from train.config import DEFAULT_FAMILY
 
-METRIC_DEFINITIONS_FILE = Path(__file__).with_name("metric_definitions.json")
-CHANNELS = ("train", "validation", "test")
-CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
+__all__ = ["CHANNELS", "CHECKPOINT_LOCAL_PATH", "MAX_RUNTIME_LIMIT_S", "TrainingJob", "family_spec",
+           "hyperparameter_string", "metric_definitions", "validate_hyperparameters"]
+
+
 TRAINING_LOG_GROUP = "/aws/sagemaker/TrainingJobs"
-MAX_RUNTIME_LIMIT_S = 28 * 24 * 3600  # the API's ceiling for MaxRuntimeInSeconds
 TERMINAL = ("Completed", "Failed", "Stopped")
-_JOB_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
-_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/\S+$")
 
 
 def default_job_name(prefix: str = "byoc-normals") -> str:
     return f"{prefix}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
 
 
-def load_metric_definitions(path: Path = METRIC_DEFINITIONS_FILE) -> list[dict[str, str]]:
-    """The regexes SageMaker applies to the job's log lines (written by the training code's metric logger)."""
-    try:
-        defs = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ShipError(f"cannot read the metric definitions {path} ({exc})",
-                        "restore train/metric_definitions.json from git") from None
-    # API limits: at most 40 definitions, Name 1-255 and Regex 1-500 characters.
-    ok = isinstance(defs, list) and len(defs) <= 40 and all(
-        isinstance(d, dict) and set(d) == {"Name", "Regex"} and 1 <= len(d["Name"]) <= 255
-        and 1 <= len(d["Regex"]) <= 500 for d in defs)
-    if not ok:
-        raise ShipError(f"{path} is not a list of at most 40 {{'Name', 'Regex'}} objects within the API limits",
-                        "fix the file: Name 1-255 characters, Regex 1-500 characters")
-    return [{"Name": d["Name"], "Regex": d["Regex"]} for d in defs]
-
-
-def hyperparameter_string(value: Any) -> str:
-    """SageMaker takes strings only; booleans as true/false (the container accepts either spelling)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return value
-    return json.dumps(value)
-
-
-@dataclass(frozen=True)
-class _NoModelFields:
-    """Stands in for a custom family's config, whose module may need torch: its fields are checked in the job."""
-
-
-def model_config_type(family: str) -> type:
-    if family == DEFAULT_FAMILY:
-        from model.normals.config import UNetConfig  # torch-free on purpose
-
-        return UNetConfig
-    return _NoModelFields
-
-
-def validate_hyperparameters(raw: Mapping[str, Any]) -> dict[str, str]:
-    """Check ``raw`` like the container will; return it as the string map CreateTrainingJob takes.
-
-    Raises train.errors.UserError (what + fix) on unknown names or bad values. For a custom ``model_family``
-    only the training fields are checked here; the family's own fields are checked when the job starts.
-    """
-    strings = {str(k): hyperparameter_string(v) for k, v in raw.items()}
-    family = strings.get("model_family", DEFAULT_FAMILY)
-    config_type = model_config_type(family)
-    if config_type is _NoModelFields:
-        train_names = {f.name for f in dataclasses.fields(TrainConfig)}
-        split_hyperparameters({k: v for k, v in strings.items() if k in train_names}, config_type)
-    else:
-        split_hyperparameters(strings, config_type)
-    return strings
-
-
-def _check_s3(uri: str, flag: str) -> str:
-    if not re.match(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$", uri):
-        raise ShipError(f"{flag} {uri!r} is not an S3 URI", f"write it as {flag} s3://bucket/prefix", exit_code=2)
-    return uri
-
-
-@dataclass(frozen=True)
-class TrainingJob:
-    """Everything CreateTrainingJob needs; :meth:`request` builds the exact API parameters."""
-
-    name: str
-    image: str
-    role_arn: str
-    output_path: str
-    hyperparameters: Mapping[str, str]
-    channels: Mapping[str, str]
-    metric_definitions: Sequence[Mapping[str, str]]
-    instance_type: str = "ml.g5.xlarge"
-    instance_count: int = 1
-    volume_gb: int = 50
-    max_runtime_s: int = 24 * 3600
-    spot: bool = False
-    max_wait_s: int | None = None
-    checkpoint_s3: str | None = None
-    network_isolation: bool = False
-    input_mode: str = "File"
-    train_distribution: str = "FullyReplicated"
-    environment: Mapping[str, str] = field(default_factory=dict)
-    tags: Mapping[str, str] = field(default_factory=dict)
-    #: Derive a checkpoint URI for spot jobs. Tuning turns it off: its training jobs would share one path.
-    auto_checkpoint: bool = True
-
-    def __post_init__(self) -> None:
-        if not _JOB_NAME.match(self.name):
-            raise ShipError(f"job name {self.name!r} is not valid",
-                            "use 1-63 letters, digits and hyphens, starting with a letter or digit", exit_code=2)
-        if not _ROLE_ARN.match(self.role_arn):
-            raise ShipError(f"--role {self.role_arn!r} is not an IAM role ARN",
-                            "pass the SageMaker execution role, arn:aws:iam::ACCOUNT:role/NAME (see the README)",
-                            exit_code=2)
-        _check_s3(self.output_path, "--output-path")
-        for channel, uri in self.channels.items():
-            _check_s3(uri, f"--{channel}")
-        if self.checkpoint_s3:
-            _check_s3(self.checkpoint_s3, "--checkpoint-s3")
-        if self.instance_count < 1 or self.volume_gb < 1:
-            raise ShipError("--instance-count and --volume-size must be at least 1", "pass positive numbers",
-                            exit_code=2)
-        if not 1 <= self.max_runtime_s <= MAX_RUNTIME_LIMIT_S:
-            raise ShipError(f"--max-runtime {self.max_runtime_s} is outside 1..{MAX_RUNTIME_LIMIT_S} s",
-                            "pick a runtime up to 28 days", exit_code=2)
-        if self.spot and self.effective_max_wait_s < self.max_runtime_s:
-            raise ShipError(
-                f"--max-wait {self.max_wait_s} s is shorter than --max-runtime {self.max_runtime_s} s; SageMaker "
-                "requires MaxWaitTimeInSeconds >= MaxRuntimeInSeconds for spot jobs",
-                f"raise --max-wait to at least {self.max_runtime_s} (it covers waiting for capacity too)",
-                exit_code=2)
-        if self.max_wait_s is not None and not self.spot:
-            raise ShipError("--max-wait only applies to managed spot training", "add --spot or drop --max-wait",
-                            exit_code=2)
-        if "train" not in self.channels and int(self.hyperparameters.get("synthetic_samples", "0") or 0) == 0:
-            raise ShipError("no --train channel and no synthetic_samples hyperparameter: the job would have no data",
-                            "pass --train s3://bucket/prefix (or --hp synthetic_samples=N for a demo run)",
-                            exit_code=2)
-
-    @property
-    def effective_max_wait_s(self) -> int:
-        # Default: as long again as the run itself to wait for spot capacity, within the API ceiling.
-        if self.max_wait_s is not None:
-            return self.max_wait_s
-        return min(2 * self.max_runtime_s, MAX_RUNTIME_LIMIT_S)
-
-    @property
-    def effective_checkpoint_s3(self) -> str | None:
-        # Spot without checkpoints restarts from scratch after every interruption: always give it a place.
-        if self.checkpoint_s3:
-            return self.checkpoint_s3
-        if self.spot and self.auto_checkpoint:
-            return f"{self.output_path.rstrip('/')}/{self.name}/checkpoints"
-        return None
-
-    @property
-    def model_artifact_uri(self) -> str:
-        return f"{self.output_path.rstrip('/')}/{self.name}/output/model.tar.gz"
-
-    def input_data_config(self) -> list[dict[str, Any]]:
-        config = []
-        for channel in CHANNELS:
-            if channel not in self.channels:
-                continue
-            distribution = self.train_distribution if channel == "train" else "FullyReplicated"
-            config.append({
-                "ChannelName": channel,
-                "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": self.channels[channel],
-                                                "S3DataDistributionType": distribution}},
-                "CompressionType": "None",
-                "InputMode": self.input_mode,
-            })
-        return config
-
-    def definition(self) -> dict[str, Any]:
-        """The parts a tuning job's TrainingJobDefinition shares with CreateTrainingJob."""
-        stopping: dict[str, int] = {"MaxRuntimeInSeconds": self.max_runtime_s}
-        if self.spot:
-            stopping["MaxWaitTimeInSeconds"] = self.effective_max_wait_s
-        spec: dict[str, Any] = {
-            "AlgorithmSpecification": {
-                "TrainingImage": self.image,
-                "TrainingInputMode": self.input_mode,
-                "MetricDefinitions": [dict(d) for d in self.metric_definitions],
-            },
-            "RoleArn": self.role_arn,
-            "InputDataConfig": self.input_data_config(),
-            "OutputDataConfig": {"S3OutputPath": self.output_path},
-            "ResourceConfig": {"InstanceType": self.instance_type, "InstanceCount": self.instance_count,
-                               "VolumeSizeInGB": self.volume_gb},
-            "StoppingCondition": stopping,
-            "EnableNetworkIsolation": self.network_isolation,
-            "EnableManagedSpotTraining": self.spot,
-        }
-        if self.effective_checkpoint_s3:
-            spec["CheckpointConfig"] = {"S3Uri": self.effective_checkpoint_s3, "LocalPath": CHECKPOINT_LOCAL_PATH}
-        if not spec["InputDataConfig"]:
-            del spec["InputDataConfig"]
-        return spec
-
-    def request(self) -> dict[str, Any]:
-        """Keyword arguments of sagemaker.create_training_job."""
-        req = {"TrainingJobName": self.name, "HyperParameters": dict(self.hyperparameters), **self.definition()}
-        if self.environment:
-            req["Environment"] = dict(self.environment)
-        if self.tags:
-            req["Tags"] = tag_list(self.tags)
-        return req
-
 
 def add_job_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags shared by train.launch and train.tune."""
+    """Flags shared by container.aws.launch and container.aws.tune."""
     g = parser.add_argument_group("image, role, data")
     g.add_argument("--image", help="training image URI (the last line of ./build_and_push.sh)")
     g.add_argument("--role", help="SageMaker execution role ARN (default: $SAGEMAKER_ROLE_ARN)")
@@ -305,7 +107,7 @@ def job_from_args(args: argparse.Namespace, name: str, hyperparameters: Mapping[
         name=name, image=args.image, role_arn=role, output_path=args.output_path,
         hyperparameters=hyperparameters,
         channels={c: getattr(args, c) for c in CHANNELS if getattr(args, c)},
-        metric_definitions=load_metric_definitions(),
+        metric_definitions=metric_definitions(hyperparameters.get("model_family", DEFAULT_FAMILY)),
         instance_type=args.instance_type, instance_count=args.instance_count, volume_gb=args.volume_size,
         max_runtime_s=args.max_runtime, spot=args.spot, max_wait_s=args.max_wait, checkpoint_s3=args.checkpoint_s3,
         network_isolation=args.network_isolation, input_mode=args.input_mode,
@@ -366,7 +168,7 @@ def report_outcome(desc: Mapping[str, Any], out: TextIO | None = None) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m train.launch", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m container.aws.launch", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_job_arguments(parser)
     parser.add_argument("--job-name", help="default: byoc-normals-YYYYmmdd-HHMMSS")
@@ -402,7 +204,7 @@ def main(argv: Sequence[str] | None = None, session: Any = None) -> int:
         print(f"  managed spot: max wait {job.effective_max_wait_s} s, checkpoints {job.effective_checkpoint_s3}",
               file=sys.stderr)
     if not args.wait:
-        print(f"  follow it: python -m train.launch --attach {job.name}\n  model artifact when done:",
+        print(f"  follow it: python -m container.aws.launch --attach {job.name}\n  model artifact when done:",
               file=sys.stderr)
         print(job.model_artifact_uri)
         return 0
