@@ -1,8 +1,10 @@
 """`train`: SageMaker's /opt/ml training contract around `train.loop`.
 
-PID 1 (``python -m container train``) hands over to the sagemaker-training toolkit, which reads the
-/opt/ml config into its Environment, runs :func:`main` in this same process (SAGEMAKER_TRAINING_MODULE),
-writes /opt/output/success, and turns exceptions into /opt/ml/output/failure and an exit code. We run in
+PID 1 (``python -m container train``) hands over to the sagemaker-training toolkit, which runs :func:`main`
+in this same process (SAGEMAKER_TRAINING_MODULE), writes /opt/output/success, and turns the exception
+:func:`report` raises into an exit code. main() reads the job from the /opt/ml tree itself
+(container/jobtree.py, root from SAGEMAKER_BASE_DIR, read when main runs), builds it like every other entry
+point (train/job.py) and maps how it ended with train/outcome.py. We run in
 the toolkit's process rather than as its child script because the toolkit does not forward SIGTERM to
 children (aws/sagemaker-training-toolkit issues 125, 173): in-process, our handler gets the signal and
 checkpoints within SageMaker's 120 s grace.
