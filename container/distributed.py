@@ -18,8 +18,9 @@ Topology (from /opt/ml/input/config/resourceconfig.json, never from host names):
 Timeouts:
   * BYOC_PEER_TIMEOUT_S (default 600): every peer's DNS name must resolve, and every host must join the
     rendezvous at master:port, within this time; otherwise the job fails naming the host;
-  * BYOC_COLLECTIVE_TIMEOUT_S (default 1800, train/distributed.py): a process blocked in one collective
-    longer than this fails (a peer died or stalled) instead of hanging.
+  * BYOC_COLLECTIVE_TIMEOUT_S (default 1800): a process blocked in one collective longer than this fails
+    (a peer died or stalled) instead of hanging.
+  (All BYOC_* knobs are parsed once, in train/settings.py.)
   * torchrun's shutdown timeout is SageMaker's whole 120 s stop grace (SAGEMAKER_STOP_GRACE_S).
 """
 
