@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from container.jobtree import REQUIRED, JobTree
+from train.errors import UserError
 from train.outcome import INTERNAL, STOPPED, SUCCEEDED, USER, ExplainedFailure, Outcome, outcome_of, stopped
 from train.settings import TrainSettings, base_dir, settings_from_env
 
@@ -77,7 +78,7 @@ def report(tree: JobTree, outcome: Outcome) -> None:
     raise JobFailed(outcome)
 
 
-def run_distributed(layout, spec_file: Path, tree: JobTree) -> Outcome:
+def run_distributed(layout, spec_file: Path) -> Outcome:
     """Train with torchrun on this host and adopt the outcome its processes reported."""
     from container import distributed
     from container.worker import read_outcomes
@@ -103,10 +104,8 @@ def run_distributed(layout, spec_file: Path, tree: JobTree) -> Outcome:
             "before confirming a checkpoint; a job with the same checkpoint location resumes from the newest "
             "complete checkpoint, if there is one")
     # A user error is usually the cause, the other processes losing contact its effect.
-    users = [o for o in failed if o.kind == USER]
-    if users or failed:
-        return (users or failed)[0]
-    return Outcome(INTERNAL, distributed.describe_failure(layout, code))
+    failed.sort(key=lambda o: o.kind != USER)
+    return failed[0] if failed else Outcome(INTERNAL, distributed.describe_failure(layout, code))
 
 
 def _train(tree: JobTree, settings: TrainSettings) -> Outcome:
@@ -118,13 +117,11 @@ def _train(tree: JobTree, settings: TrainSettings) -> Outcome:
     try:
         layout = distributed.plan(tree.resource_config(), pipe="train" in spec.paths.pipe, settings=settings)
     except ValueError as exc:
-        from train.errors import UserError
-
         raise UserError(str(exc), "fix the resource config") from None
     with tempfile.TemporaryDirectory(prefix="byoc-train-") as scratch:
         spec = spec.with_demo_data(Path(scratch))
         if layout.world_size > 1:
-            return run_distributed(layout, spec.write(Path(scratch) / "job.json"), tree)
+            return run_distributed(layout, spec.write(Path(scratch) / "job.json"))
         job = build_job(spec, settings)
         stop_on(job)
         run(job)
