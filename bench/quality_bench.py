@@ -33,7 +33,8 @@ from model.normals.objective import cosine_loss
 from model.normals.synthetic import write_dataset
 from model.runtime import select_runtime
 from train.config import parse_hyperparameters
-from train.loop import TrainJob, TrainPaths, run
+from train.job import TrainJob, TrainPaths
+from train.loop import run
 
 _QUIET = {"checkpoint_steps": "0", "keep_checkpoints": "1", "panels": "0", "log_every_steps": "1000000"}
 

@@ -25,7 +25,8 @@ from model.normals.synthetic import write_dataset
 from model.runtime import select_runtime
 from train.config import parse_hyperparameters
 from train.data import EpochSampler, make_loader
-from train.loop import Trainer, TrainJob, TrainPaths
+from train.job import TrainJob, TrainPaths
+from train.loop import Trainer
 
 
 def hyperparameters(args) -> dict[str, str]:
@@ -42,8 +43,7 @@ def ours(args, data: Path, out: Path) -> float:
     rates = []
     for _ in range(args.epochs):
         rates.append(trainer.train_epoch())
-        trainer.epoch += 1
-        trainer.samples_in_epoch = 0
+        trainer.progress.next_epoch()
     return statistics.median(rates[1:])
 
 

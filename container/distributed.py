@@ -18,8 +18,9 @@ Topology (from /opt/ml/input/config/resourceconfig.json, never from host names):
 Timeouts:
   * BYOC_PEER_TIMEOUT_S (default 600): every peer's DNS name must resolve, and every host must join the
     rendezvous at master:port, within this time; otherwise the job fails naming the host;
-  * BYOC_COLLECTIVE_TIMEOUT_S (default 1800, train/distributed.py): a process blocked in one collective
-    longer than this fails (a peer died or stalled) instead of hanging.
+  * BYOC_COLLECTIVE_TIMEOUT_S (default 1800): a process blocked in one collective longer than this fails
+    (a peer died or stalled) instead of hanging.
+  (All BYOC_* knobs are parsed once, in train/settings.py.)
   * torchrun's shutdown timeout is SageMaker's whole 120 s stop grace (SAGEMAKER_STOP_GRACE_S).
 """
 
@@ -36,10 +37,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from train.settings import TrainSettings
+
 log = logging.getLogger("container.distributed")
 
-DEFAULT_MASTER_PORT = 7777
-DEFAULT_PEER_TIMEOUT_S = 600.0
 #: SageMaker SIGKILLs the container 120 s after SIGTERM. torchrun, on the SIGTERM PID 1 forwards, SIGTERMs
 #: its workers and SIGKILLs them after its shutdown timeout (default 30 s): that would cut rank 0 off in the
 #: middle of a slow step plus its checkpoint while the failure file says a checkpoint was saved. Waiting
@@ -82,20 +83,14 @@ def _gpu_count() -> int:
         return 0
 
 
-def plan(resource: dict, *, pipe: bool, environ: dict[str, str] | None = None) -> Layout:
-    """The job's layout from resourceconfig.json's content and the BYOC_* environment."""
-    environ = os.environ if environ is None else environ
+def plan(resource: dict, *, pipe: bool, settings: TrainSettings | None = None) -> Layout:
+    """The job's layout from resourceconfig.json's content and the training settings (BYOC_*)."""
+    settings = settings or TrainSettings()
     hosts = tuple(resource.get("hosts") or [resource.get("current_host", "algo-1")])
     current = resource.get("current_host", hosts[0])
     if current not in hosts:
         raise ValueError(f"resourceconfig.json: current_host {current!r} is not in hosts {list(hosts)}")
-    override = environ.get("BYOC_PROCESSES_PER_HOST", "").strip()
-    if override:
-        nproc = int(override)
-        if nproc < 1:
-            raise ValueError(f"BYOC_PROCESSES_PER_HOST must be >= 1, got {override!r}")
-    else:
-        nproc = max(1, _gpu_count())
+    nproc = settings.processes_per_host or max(1, _gpu_count())
     if pipe and nproc > 1:
         log.warning("Pipe input mode: one training process per host (a FIFO has one reader), not %d", nproc)
         nproc = 1
@@ -103,9 +98,9 @@ def plan(resource: dict, *, pipe: bool, environ: dict[str, str] | None = None) -
         hosts=hosts,
         current_host=current,
         processes_per_host=nproc,
-        master_port=int(environ.get("BYOC_MASTER_PORT", DEFAULT_MASTER_PORT)),
+        master_port=settings.master_port,
         network_interface=resource.get("network_interface_name"),
-        peer_timeout_s=float(environ.get("BYOC_PEER_TIMEOUT_S", DEFAULT_PEER_TIMEOUT_S)),
+        peer_timeout_s=settings.peer_timeout_s,
     )
 
 

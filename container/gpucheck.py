@@ -74,8 +74,9 @@ def exit_if_driver_too_old(command: str) -> None:
         return
     print(f"cannot {command}: {problem}", file=sys.stderr, flush=True)
     if command == "train":
-        from container.training import write_failure
+        from container.jobtree import JobTree
+        from train.settings import base_dir
 
-        write_failure(f"UserError: {problem}")
+        JobTree(base_dir()).write_failure(f"UserError: {problem}")
         sys.exit(1)
     sys.exit(2)

@@ -1,34 +1,38 @@
 """One training process of a scale-out job: ``torchrun ... -m container.worker SPEC.json``.
 
-container/training.py (PID 1) writes SPEC.json -- hyperparameters, channel paths and modes, output
-paths -- and container/distributed.py starts torchrun, which starts this module once per GPU on each
-host with RANK/WORLD_SIZE/LOCAL_RANK set. Failures go to /opt/ml/output/failure (first writer wins),
-prefixed with the host and rank; a lost peer is named by host, not only by IP address.
+container/training.py (PID 1) writes SPEC.json (a :class:`train.job.JobSpec`) and container/distributed.py
+starts torchrun, which starts this module once per GPU on each host with RANK/WORLD_SIZE/LOCAL_RANK set.
+Failures go to /opt/ml/output/failure (first writer wins), prefixed with the host and rank; a lost peer is
+named by host, not only by IP address. Each process also leaves its :class:`Outcome` next to SPEC.json, so
+PID 1 learns how every process ended (even when a late SIGTERM makes torchrun itself exit non-zero).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
-import signal
 import socket
 import sys
-import traceback
+from collections.abc import Mapping
 from pathlib import Path
 
-from train.errors import TrainingStopped, UserError
+from container.jobtree import JobTree
+from train.outcome import STOPPED, SUCCEEDED, Outcome, outcome_of
 
 log = logging.getLogger("container.worker")
 
 
-def peers_in(message: str, hosts: list[str], resolve=socket.gethostbyname) -> list[str]:
-    """Host names of the peer IP addresses ``message`` mentions (gloo and NCCL name only IPs)."""
+def peers_in(message: str, hosts: list[str], known: Mapping[str, str] | None = None,
+             resolve=socket.gethostbyname) -> list[str]:
+    """Host names of the peer IP addresses ``message`` mentions (gloo and NCCL name only IPs).
+
+    ``known``: addresses PID 1 resolved at start (BYOC_HOST_ADDRESSES); a dead peer may no longer resolve.
+    """
     ips = set(re.findall(r"\b(\d{1,3}(?:\.\d{1,3}){3})\b", message))
     if not ips:
         return []
-    known = json.loads(os.environ.get("BYOC_HOST_ADDRESSES") or "{}")  # resolved by PID 1 at start
+    known = known or {}
     named = []
     for host in hosts:
         try:
@@ -39,68 +43,55 @@ def peers_in(message: str, hosts: list[str], resolve=socket.gethostbyname) -> li
     return named
 
 
-def finished_marker(spec: Path, local_rank: int) -> Path:
-    return spec.with_name(f"{spec.stem}.finished.{local_rank}")
+def outcome_file(spec: Path, local_rank: int) -> Path:
+    return spec.with_name(f"{spec.stem}.outcome.{local_rank}")
 
 
-def main(argv: list[str]) -> int:
-    from container.training import write_failure
-    from model.family import DataFormatError
-    from model.runtime import available_cpus, select_runtime
-    from train.config import parse_hyperparameters
+def read_outcomes(spec: Path, processes: int) -> list[Outcome | None]:
+    """Each local process's outcome; None for one that wrote none (killed, e.g. out of memory)."""
+    found: list[Outcome | None] = []
+    for rank in range(processes):
+        path = outcome_file(spec, rank)
+        found.append(Outcome.from_json(path.read_text()) if path.exists() else None)
+    return found
+
+
+def _train(spec_path: Path, settings) -> Outcome:
     from train.distributed import init_from_env, shutdown
-    from train.loop import TrainJob, TrainPaths, run
+    from train.job import JobSpec, build_job, stop_on
+    from train.loop import run
 
-    spec = json.loads(Path(argv[0]).read_text())
-    host = os.environ.get("BYOC_CURRENT_HOST", spec.get("current_host", "?"))
-    rank = os.environ.get("RANK", "0")
+    job = build_job(JobSpec.read(spec_path), settings,
+                    join=lambda s: init_from_env(timeout_s=s.collective_timeout_s))
+    stop_on(job)
+    run(job)
+    shutdown(job.dist)  # only on success: after a failure peers may never reach the closing barrier
+    return SUCCEEDED
+
+
+def main(argv: list[str], environ: Mapping[str, str] | None = None) -> int:
+    from train.job import JobSpec
+    from train.settings import base_dir, settings_from_env
+
+    environ = os.environ if environ is None else environ
+    spec_path = Path(argv[0])
+    spec = JobSpec.read(spec_path)
+    host, rank = spec.current_host or "?", environ.get("RANK", "0")
+    local_rank = int(environ.get("LOCAL_RANK", "0"))
     logging.basicConfig(level=logging.INFO, stream=sys.stdout, force=True,
                         format=f"%(asctime)s %(levelname)s [{host} rank {rank}] %(name)s: %(message)s")
     where = f"on host {host} (rank {rank})"
+    tree, known = JobTree(base_dir(environ)), {}
     try:
-        config, family, arch = parse_hyperparameters(spec["hyperparameters"])
-        dist = init_from_env()
-        import torch
-
-        if torch.cuda.is_available():
-            runtime = select_runtime(config.precision, device=f"cuda:{dist.local_rank}",
-                                     channels_last=config.channels_last)
-        else:
-            runtime = select_runtime(config.precision, channels_last=config.channels_last,
-                                     cpu_threads=max(1, available_cpus() // dist.local_world_size))
-        paths = TrainPaths(
-            channels={k: Path(v) for k, v in spec["channels"].items()},
-            model_dir=Path(spec["model_dir"]),
-            output_data_dir=Path(spec["output_data_dir"]),
-            checkpoint_dir=Path(spec["checkpoint_dir"]),
-            sharded=frozenset(spec.get("sharded", [])),
-            pipe=frozenset(spec.get("pipe", [])),
-        )
-        job = TrainJob(config, family, arch, paths, runtime, dist)
-        signal.signal(signal.SIGTERM, lambda *_: (log.warning("SIGTERM: checkpointing and stopping"),
-                                                   job.stop.set()))
-        run(job)
-        shutdown(dist)  # only on success: after a failure peers may never reach the closing barrier
-        # Tells PID 1 this process finished, even if a late SIGTERM makes torchrun itself exit non-zero.
-        finished_marker(Path(argv[0]), dist.local_rank).touch()
-        return 0
-    except (UserError, DataFormatError) as exc:  # a DataFormatError names a file that breaks the data format
-        write_failure(f"UserError: {exc} ({where})")
-        log.error("UserError: %s", exc)
-        return 1
-    except TrainingStopped as exc:
-        write_failure(f"Stopped: {exc}")
-        log.warning("%s", exc)
-        return 143
+        settings = settings_from_env(environ)
+        known = settings.host_addresses
+        outcome = _train(spec_path, settings)
     except Exception as exc:
-        peers = peers_in(str(exc), spec.get("hosts", []))
-        lost = f": lost contact with host {', '.join(peers)}" if peers else ""
-        head = f"InternalError: {where}{lost}: {type(exc).__name__}: {exc}"
-        fix = (" Fix: if a peer host is named, look at that host's log first (it probably failed or was "
-               "stopped); otherwise this is likely a bug or an environment problem (memory, disk, GPU).\n")
-        write_failure(head[:700] + fix + traceback.format_exc())
-        log.exception("training failed %s", where)
-        return 1
+        outcome = outcome_of(exc, where, tuple(peers_in(str(exc), list(spec.hosts), known)))
+        (log.warning if outcome.kind == STOPPED else log.error)("%s", outcome.line)
+        tree.write_failure(outcome.line)
+    outcome_file(spec_path, local_rank).write_text(outcome.to_json())
+    return outcome.exit_code
 
 
 if __name__ == "__main__":

@@ -15,11 +15,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from model.runtime import select_runtime
-from train.config import parse_hyperparameters
-from train.errors import TrainingStopped, UserError
-from train.loop import TrainJob, TrainPaths, run
-from train.synthetic import with_synthetic_channels
+from train.job import JobSpec, TrainPaths, build_job, stop_on
+from train.loop import run
+from train.outcome import outcome_of
+from train.settings import settings_from_env
 
 
 def _pair(text: str) -> tuple[str, str]:
@@ -38,22 +37,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint-dir", type=Path)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    paths = TrainPaths({k: Path(v) for k, v in args.channel}, args.model_dir, args.output_dir,
+                       args.checkpoint_dir or args.output_dir / "checkpoints")
     try:
-        config, family, arch = parse_hyperparameters(dict(args.hp))
         with tempfile.TemporaryDirectory(prefix="byoc-train-") as scratch:
-            channels = with_synthetic_channels({k: Path(v) for k, v in args.channel}, config, Path(scratch))
-            paths = TrainPaths(channels, args.model_dir, args.output_dir,
-                               args.checkpoint_dir or args.output_dir / "checkpoints")
-            job = TrainJob(config, family, arch, paths, select_runtime(config.precision,
-                                                                       channels_last=config.channels_last))
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                signal.signal(sig, lambda *_: job.stop.set())
+            job = build_job(JobSpec(dict(args.hp), paths).with_demo_data(Path(scratch)), settings_from_env())
+            stop_on(job, signal.SIGINT, signal.SIGTERM)
             run(job)
-    except (UserError, TrainingStopped) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 143 if isinstance(exc, TrainingStopped) else 2
+    except Exception as exc:
+        outcome = outcome_of(exc)  # the same lines and exit codes as the container's failure file
+        print(outcome.line, file=sys.stderr)
+        return outcome.exit_code
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,5 +1,8 @@
 """Checkpoints for managed spot and restarts: atomic writes, keep the newest few, resume the newest.
 
+:class:`TrainingCheckpoints` decides what a checkpoint holds (a run's :class:`Progress` and its
+:class:`Trainables`) and how a run resumes from one; :class:`CheckpointManager` owns the files.
+
 SageMaker syncs the checkpoint directory with CheckpointConfig.S3Uri both ways (restored before the
 container starts; deletions propagate), so only files matching our own patterns are ever pruned.
 
@@ -11,14 +14,20 @@ resume from them.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from model.artifact import atomic_torch_save
+from train.distributed import Dist
+from train.ema import WeightAverage
+from train.errors import UserError
 
 log = logging.getLogger(__name__)
 CHECKPOINT_FORMAT = 1
@@ -115,3 +124,107 @@ class CheckpointManager:
                 return path, state
             log.warning("skipping checkpoint %s", path)
         return None
+
+
+@dataclass
+class Progress:
+    """Where a run is: everything besides the weights that a checkpoint must bring back."""
+
+    step: int = 0
+    epoch: int = 0
+    samples_in_epoch: int = 0  # per rank, of the current epoch, already trained on
+    #: 0 until known (a Pipe stream learns it in its first epoch).
+    steps_per_epoch: int = 0
+    #: 0 until decided (under a time budget, after the first epoch: train/schedule.py).
+    planned_epochs: int = 0
+    epoch_loss: torch.Tensor = field(default_factory=lambda: torch.zeros(2, dtype=torch.float64))  # (sum, count)
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    @property
+    def total_steps(self) -> int:
+        return self.steps_per_epoch * self.planned_epochs
+
+    def next_epoch(self) -> None:
+        self.epoch += 1
+        self.samples_in_epoch = 0
+        self.epoch_loss.zero_()
+
+
+@dataclass(frozen=True)
+class Trainables:
+    """The stateful training objects a checkpoint saves and restores."""
+
+    model: nn.Module  # the bare network, not a DDP or compiled wrapper
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: torch.amp.GradScaler
+    ema: WeightAverage | None
+
+
+class TrainingCheckpoints:
+    """Saves and resumes a run: progress and trainables, for one model identity and process layout."""
+
+    def __init__(self, manager: CheckpointManager, identity: dict[str, Any], dist: Dist, batch_size: int) -> None:
+        self.manager, self.identity, self.dist, self.batch_size = manager, identity, dist, batch_size
+
+    def save(self, parts: Trainables, progress: Progress) -> None:
+        if self.dist.is_main:
+            path = self.manager.save({
+                **self.identity,
+                "step": progress.step,
+                "epoch": progress.epoch,
+                "samples_in_epoch": progress.samples_in_epoch,
+                "steps_per_epoch": progress.steps_per_epoch,
+                "world_size": self.dist.world_size,
+                "batch_size": self.batch_size,
+                "epoch_loss": progress.epoch_loss.clone(),
+                "history": json.dumps(progress.history),
+                "planned_epochs": progress.planned_epochs,
+                "ema": parts.ema.state_dict() if parts.ema else None,
+                "model": parts.model.state_dict(),
+                "optimizer": parts.optimizer.state_dict(),
+                "scheduler": parts.scheduler.state_dict(),
+                "scaler": parts.scaler.state_dict(),
+            })
+            log.info("checkpoint saved: %s (step %d)", path, progress.step)
+        self.dist.barrier()
+
+    def resume(self, parts: Trainables, progress: Progress, learned_epoch_length: bool) -> bool:
+        """Restore the newest checkpoint into ``parts`` and ``progress``; False when there is none.
+
+        ``learned_epoch_length``: the epoch length was learned by reading data (Pipe) and is restored, not
+        recomputed from the files.
+        """
+        found = self.manager.latest()
+        if found is None:
+            return False
+        path, state = found
+        if {"family": state.get("family"), "arch": state.get("arch")} != self.identity:
+            raise UserError(
+                f"checkpoint {path} was written for another model ({state.get('family')}, {state.get('arch')}) "
+                f"than this job's ({self.identity['family']}, {self.identity['arch']})",
+                "use the same model hyperparameters as the interrupted job, or an empty checkpoint location",
+            )
+        parts.model.load_state_dict(state["model"])
+        parts.optimizer.load_state_dict(state["optimizer"])
+        parts.scheduler.load_state_dict(state["scheduler"])
+        parts.scaler.load_state_dict(state["scaler"])
+        if parts.ema is not None and state.get("ema"):
+            parts.ema.load_state_dict(state["ema"])
+        progress.step, progress.epoch = int(state["step"]), int(state["epoch"])
+        # The budget's decision is kept, never re-made: the schedule stays the one already followed.
+        progress.planned_epochs = int(state.get("planned_epochs") or progress.planned_epochs)
+        if learned_epoch_length and state.get("steps_per_epoch"):
+            progress.steps_per_epoch = int(state["steps_per_epoch"])
+        progress.history = json.loads(state["history"])
+        if (state["world_size"], state["batch_size"]) == (self.dist.world_size, self.batch_size):
+            progress.samples_in_epoch = int(state["samples_in_epoch"])
+            progress.epoch_loss = state["epoch_loss"].double()
+        else:
+            # Another world size or batch size shards the epoch differently: redo the interrupted epoch.
+            log.warning("resuming with a different world/batch size: epoch %d restarts from its start",
+                        progress.epoch)
+            progress.samples_in_epoch = 0
+            progress.epoch_loss.zero_()
+        log.info("resumed from %s: epoch %d, step %d", path, progress.epoch, progress.step)
+        return True

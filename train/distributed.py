@@ -57,21 +57,16 @@ class Dist:
             torch_dist.barrier()
 
 
-#: A rank blocked in one collective (all_reduce, barrier) longer than this fails instead of hanging; the
-#: usual cause is a peer that died or stalled. Env BYOC_COLLECTIVE_TIMEOUT_S overrides it.
-DEFAULT_COLLECTIVE_TIMEOUT_S = 1800.0
+def init_from_env(timeout_s: float) -> Dist:
+    """Join the process group torchrun prepared, if any (NCCL on GPUs, gloo on CPU).
 
-
-def collective_timeout_s() -> float:
-    return float(os.environ.get("BYOC_COLLECTIVE_TIMEOUT_S", DEFAULT_COLLECTIVE_TIMEOUT_S))
-
-
-def init_from_env(timeout_s: float | None = None) -> Dist:
-    """Join the process group torchrun prepared, if any (NCCL on GPUs, gloo on CPU)."""
+    ``timeout_s``: a rank blocked in one collective (all_reduce, barrier) longer than this fails instead of
+    hanging; the usual cause is a peer that died or stalled (BYOC_COLLECTIVE_TIMEOUT_S, train/settings.py).
+    torchrun's own variables (RANK, WORLD_SIZE, ...) are read here, where the group is joined.
+    """
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size <= 1:
         return Dist()
-    timeout_s = collective_timeout_s() if timeout_s is None else timeout_s
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     local_world_size = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
     backend = "nccl" if torch.cuda.is_available() else "gloo"

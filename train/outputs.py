@@ -13,10 +13,11 @@ from torch import nn
 
 from model.artifact import atomic_write_bytes, save_model_dir
 from model.family import MetricAccumulator
+from train.baseline import write_baseline
 from train.curve import draw_training_curve
 
 if TYPE_CHECKING:
-    from train.loop import TrainJob
+    from train.job import TrainJob
 
 log = logging.getLogger(__name__)
 
@@ -45,3 +46,11 @@ def write_outputs(job: TrainJob, weights: nn.Module, summary: dict[str, Any], hi
         curve.save(out / "training_curve.png")
     log.info("model saved to %s; metrics, %d panels and the training curve in %s", job.paths.model_dir,
              len(panels), out)
+
+
+def publish(job: TrainJob, weights: nn.Module, summary: dict[str, Any], history: list[dict[str, float]],
+            panels: list, splits: Any) -> None:
+    """Everything a finished job leaves (rank 0 only): the model directory with its drift baseline beside the
+    weights (monitoring), metrics.json, panels and the training curve."""
+    write_outputs(job, weights, summary, history, panels)
+    write_baseline(job, weights, splits)

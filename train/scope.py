@@ -18,12 +18,14 @@ from train.errors import UserError
 from train.stream import PipeChannel, read_all
 
 if TYPE_CHECKING:
-    from train.loop import TrainPaths
+    from train.job import TrainPaths
 
 
 class DataScope:
-    def __init__(self, family: ModelFamily, paths: TrainPaths, config: TrainConfig, dist: Dist) -> None:
+    def __init__(self, family: ModelFamily, paths: TrainPaths, config: TrainConfig, dist: Dist,
+                 pipe_timeout_s: float) -> None:
         self.family, self.paths, self.config, self.dist = family, paths, config, dist
+        self.pipe_timeout_s = pipe_timeout_s
         self.streaming = "train" in paths.pipe
         if self.streaming and dist.local_world_size > 1:
             raise UserError("a Pipe-mode train channel is read by one process per host, but this host runs "
@@ -36,6 +38,12 @@ class DataScope:
         if channel in paths.sharded or channel in paths.pipe:
             return d.local_rank, d.local_world_size
         return d.rank, d.world_size
+
+    def holds_records(self, split: str) -> bool:
+        """Whether a split's samples are Pipe-mode records (read into memory) rather than the family's files:
+        those of a Pipe channel, and validation held out of a Pipe-mode train stream."""
+        pipe = self.paths.pipe
+        return split in pipe or (split == "validation" and "train" in pipe and "validation" not in self.paths.channels)
 
     def load_splits(self) -> Splits:
         """The splits, after every file in them passed the family's data check (train/datacheck.py)."""
@@ -54,7 +62,7 @@ class DataScope:
             if self.dist.local_world_size > 1:
                 raise UserError(f"Pipe-mode channel {name!r} is read by one process per host, but this host runs "
                                 f"{self.dist.local_world_size}", "use File/FastFile mode or one process per host")
-        piped = {name: read_all(PipeChannel(channels[name]), self.pipe_shard(name))
+        piped = {name: read_all(PipeChannel(channels[name], self.pipe_timeout_s), self.pipe_shard(name))
                  for name in sorted(pipe - {"train"})}
         files = {k: v for k, v in channels.items() if k not in pipe}
         if "train" in pipe:

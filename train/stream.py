@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import random
 import stat
 import tarfile
@@ -36,8 +35,6 @@ from train.errors import UserError
 
 log = logging.getLogger(__name__)
 
-#: How long to wait for the next epoch's FIFO to appear (env BYOC_PIPE_TIMEOUT_S).
-DEFAULT_PIPE_TIMEOUT_S = 600.0
 SHUFFLE_BUFFER = 256
 
 
@@ -86,13 +83,13 @@ def is_held_out(key: str, fraction: float, seed: int) -> bool:
 
 
 class PipeChannel:
-    """The FIFOs of one channel: each :meth:`open_next` opens the next ``<channel>_<n>`` once it exists."""
+    """The FIFOs of one channel: each :meth:`open_next` opens the next ``<channel>_<n>`` once it exists,
+    waiting up to ``timeout_s`` for it (BYOC_PIPE_TIMEOUT_S, train/settings.py)."""
 
-    def __init__(self, base: Path, timeout_s: float | None = None) -> None:
+    def __init__(self, base: Path, timeout_s: float) -> None:
         self.base = base
         self.opened = 0
-        self.timeout_s = float(os.environ.get("BYOC_PIPE_TIMEOUT_S", DEFAULT_PIPE_TIMEOUT_S)) \
-            if timeout_s is None else timeout_s
+        self.timeout_s = timeout_s
 
     def path(self, n: int) -> Path:
         return self.base.with_name(f"{self.base.name}_{n}")

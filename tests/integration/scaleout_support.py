@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 import os
 import socket
 import tarfile
@@ -65,15 +64,9 @@ class FifoFeeder(threading.Thread):
 
 def write_spec(path: Path, root: Path, channels: dict[str, Path], hps: dict, hosts: list[str], host: str,
                sharded=(), pipe=()) -> Path:
-    path.write_text(json.dumps({
-        "hyperparameters": hps,
-        "channels": {k: str(v) for k, v in channels.items()},
-        "model_dir": str(root / "model"),
-        "output_data_dir": str(root / "data"),
-        "checkpoint_dir": str(root / "checkpoints"),
-        "sharded": list(sharded),
-        "pipe": list(pipe),
-        "hosts": hosts,
-        "current_host": host,
-    }))
-    return path
+    """The job spec PID 1 writes for the scale-out processes of one host."""
+    from train.job import JobSpec, TrainPaths
+
+    paths = TrainPaths(channels, root / "model", root / "data", root / "checkpoints", frozenset(sharded),
+                       frozenset(pipe))
+    return JobSpec(hps, paths, tuple(hosts), host).write(path)

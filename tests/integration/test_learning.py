@@ -11,7 +11,8 @@ import pytest
 from model.normals.synthetic import write_dataset
 from model.runtime import select_runtime
 from train.config import parse_hyperparameters
-from train.loop import TrainJob, TrainPaths, run
+from train.job import TrainJob, TrainPaths
+from train.loop import run
 
 #: Measured on a 2-core CPU: the default recipe reaches 0.60x of the constant answer's error here in
 #: ~14 s (the previous default, base 32 without coordinates, angular loss or weight average: 0.62x in

@@ -21,7 +21,9 @@ from model.normals.synthetic import write_dataset
 from model.runtime import select_runtime
 from tests.integration.scaleout_support import TINY, FifoFeeder, free_port, tar_shard, write_spec
 from train.config import parse_hyperparameters
-from train.loop import TrainJob, TrainPaths, run
+from train.job import TrainJob, TrainPaths
+from train.loop import run
+from train.settings import TrainSettings, settings_from_env
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -49,7 +51,8 @@ def _two_hosts(tmp_path: Path, channels: list[dict[str, Path]], hps: dict, shard
         root = tmp_path / host
         root.mkdir()
         layout = distributed.plan({"hosts": list(hosts), "current_host": host}, pipe=False,
-                                  environ={"BYOC_MASTER_PORT": str(port), "BYOC_PEER_TIMEOUT_S": "60"})
+                                  settings=settings_from_env({"BYOC_MASTER_PORT": str(port),
+                                                              "BYOC_PEER_TIMEOUT_S": "60"}))
         spec = write_spec(root / "job.json", root, chans, hps, list(hosts), host, sharded=sharded)
         procs.append(_launch(layout, spec, root / "ml"))
         roots.append(root)
@@ -60,8 +63,8 @@ def _two_hosts(tmp_path: Path, channels: list[dict[str, Path]], hps: dict, shard
 def test_two_processes_on_one_host_train_together(scenes, tmp_path, capfd, monkeypatch):
     monkeypatch.setenv("SAGEMAKER_BASE_DIR", str(tmp_path / "ml"))
     monkeypatch.setenv("PYTHONPATH", str(REPO))
-    layout = distributed.plan({"hosts": ["localhost"], "current_host": "localhost"}, pipe=False,
-                              environ={"BYOC_PROCESSES_PER_HOST": "2", "BYOC_MASTER_PORT": str(free_port())})
+    settings = settings_from_env({"BYOC_PROCESSES_PER_HOST": "2", "BYOC_MASTER_PORT": str(free_port())})
+    layout = distributed.plan({"hosts": ["localhost"], "current_host": "localhost"}, pipe=False, settings=settings)
     spec = write_spec(tmp_path / "job.json", tmp_path, {"train": scenes / "train"}, TINY, ["localhost"], "localhost")
     code, stopped = distributed.run(layout, spec)
     out = capfd.readouterr().out
@@ -107,11 +110,13 @@ def test_a_failing_host_fails_the_other_instead_of_hanging(scenes, tmp_path):
     assert reason.startswith("UserError:") and "on host localhost (rank 1)" in reason
 
 
-def _pipe_job(tmp_path: Path, hps: dict, channels: dict[str, Path], pipe: set[str]) -> TrainJob:
+def _pipe_job(tmp_path: Path, hps: dict, channels: dict[str, Path], pipe: set[str],
+              settings: TrainSettings | None = None) -> TrainJob:
     config, family, arch = parse_hyperparameters(hps)
     paths = TrainPaths(channels, tmp_path / "model", tmp_path / "data", tmp_path / "checkpoints",
                        pipe=frozenset(pipe))
-    return TrainJob(config, family, arch, paths, select_runtime(config.precision, channels_last=config.channels_last))
+    return TrainJob(config, family, arch, paths, select_runtime(config.precision, channels_last=config.channels_last),
+                    settings=settings or TrainSettings())
 
 
 def test_pipe_mode_trains_two_epochs_from_fifos(scenes, tmp_path, capsys):
@@ -148,10 +153,10 @@ def test_pipe_mode_with_a_piped_validation_channel(scenes, tmp_path):
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="FIFOs")
-def test_missing_pipe_fails_clearly(tmp_path, monkeypatch):
+def test_missing_pipe_fails_clearly(tmp_path):
     from train.errors import UserError
 
-    monkeypatch.setenv("BYOC_PIPE_TIMEOUT_S", "1")
+    settings = settings_from_env({"BYOC_PIPE_TIMEOUT_S": "1"})
     with pytest.raises(UserError, match="train_0 did not appear within 1 s"):
-        run(_pipe_job(tmp_path, TINY, {"train": tmp_path / "train"}, {"train"}))
+        run(_pipe_job(tmp_path, TINY, {"train": tmp_path / "train"}, {"train"}, settings))
     assert not os.path.exists(tmp_path / "model")

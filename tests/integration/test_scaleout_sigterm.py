@@ -16,10 +16,11 @@ import pytest
 import torch
 
 from container import distributed
-from container.worker import finished_marker
+from container.worker import outcome_file, read_outcomes
 from model.normals.synthetic import write_dataset
 from tests.integration.scaleout_support import TINY, free_port, write_spec
 from train.checkpoint import CheckpointManager
+from train.settings import settings_from_env
 
 REPO = Path(__file__).resolve().parents[2]
 HPS = {**TINY, "model_family": "tests.integration.fault_family:FaultySurfaceNormals", "panels": "0"}
@@ -29,11 +30,11 @@ SLOW_STEP_S = 40  # longer than torchrun's default shutdown timeout (30 s), well
 def _start(root: Path, channel: Path, extra_env: dict[str, str] | None = None,
            hps: dict[str, str] | None = None) -> subprocess.Popen:
     root.mkdir(parents=True, exist_ok=True)
-    layout = distributed.plan({"hosts": ["localhost"], "current_host": "localhost"}, pipe=False,
-                              environ={"BYOC_PROCESSES_PER_HOST": "2", "BYOC_MASTER_PORT": str(free_port())})
+    settings = settings_from_env({"BYOC_PROCESSES_PER_HOST": "2", "BYOC_MASTER_PORT": str(free_port())})
+    layout = distributed.plan({"hosts": ["localhost"], "current_host": "localhost"}, pipe=False, settings=settings)
     spec = write_spec(root / "job.json", root, {"train": channel}, {**HPS, **(hps or {})}, ["localhost"], "localhost")
     for rank in range(2):  # PID 1 uses a fresh scratch directory per run
-        finished_marker(spec, rank).unlink(missing_ok=True)
+        outcome_file(spec, rank).unlink(missing_ok=True)
     env = distributed.worker_environment(layout)
     env.update(SAGEMAKER_BASE_DIR=str(root / "ml"), PYTHONPATH=str(REPO), BYOC_COLLECTIVE_TIMEOUT_S="90",
                OMP_NUM_THREADS="1", **(extra_env or {}))
@@ -106,7 +107,7 @@ def test_ten_sigterms_of_one_two_process_job_resume_to_the_uninterrupted_weights
     for _ in range(10):
         at = rng.randint(1, 3)  # rank 0's loss computations (training or validation) after this restart
         code, out = _finish(_start(root, channel, {"SIGTERM_PARENT_AT": str(at)}, hps=hps_epochs))
-        if code == 0 or all(finished_marker(root / "job.json", r).exists() for r in range(2)):
+        if code == 0 or all(o is not None and not o.failed for o in read_outcomes(root / "job.json", 2)):
             break  # the signal came during the last step: both processes finished (PID 1 reports success)
         assert failure.exists(), out[-3000:]
         reason = failure.read_text()

@@ -15,7 +15,8 @@ from model.runtime import select_runtime
 from tests.tinygrey.family import TinyGrey, write_tiny_dataset
 from train.config import parse_hyperparameters
 from train.errors import TrainingStopped, UserError
-from train.loop import Trainer, TrainJob, TrainPaths, run
+from train.job import TrainJob, TrainPaths
+from train.loop import Trainer, run
 
 TINY = {"epochs": "2", "batch_size": "4", "image_size": "32", "base_channels": "4", "depth": "2",
         "data_workers": "0", "panels": "2", "log_every_steps": "1", "checkpoint_steps": "0",

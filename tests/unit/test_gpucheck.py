@@ -52,11 +52,9 @@ def test_a_cuda_13_build_needs_a_580_driver_which_no_inference_ami_has():
 
 
 def test_serve_exits_2_and_train_writes_the_failure_file(monkeypatch, tmp_path, capsys):
-    import container.training
-
     monkeypatch.setattr(gpucheck, "torch_cuda_version", lambda: "12.8")
     monkeypatch.setattr(gpucheck, "host_driver_version", lambda: "470.182.03")
-    monkeypatch.setattr(container.training, "BASE_DIR", tmp_path)
+    monkeypatch.setenv("SAGEMAKER_BASE_DIR", str(tmp_path))
     with pytest.raises(SystemExit) as serve_exit:
         gpucheck.exit_if_driver_too_old("serve")
     assert serve_exit.value.code == 2

@@ -13,13 +13,16 @@ import pytest
 from container import distributed
 from container.worker import peers_in
 from train.data import EpochSampler
+from train.settings import settings_from_env
 from train.stream import is_held_out, iter_records
+
+NO_ENV = settings_from_env({})
 
 TWO = {"current_host": "algo-2-abcde", "hosts": ["algo-1-abcde", "algo-2-abcde"], "network_interface_name": "eth0"}
 
 
 def test_layout_comes_from_resourceconfig_not_host_names():
-    layout = distributed.plan(TWO, pipe=False, environ={})
+    layout = distributed.plan(TWO, pipe=False, settings=NO_ENV)
     assert layout.node_rank == 1 and layout.master == "algo-1-abcde" and layout.master_port == 7777
     assert layout.processes_per_host == 1  # CPU-only here
     assert layout.world_size == 2 and layout.peer_timeout_s == 600
@@ -29,15 +32,16 @@ def test_layout_comes_from_resourceconfig_not_host_names():
 
 def test_layout_overrides_and_pipe_means_one_process_per_host():
     env = {"BYOC_PROCESSES_PER_HOST": "4", "BYOC_MASTER_PORT": "29400", "BYOC_PEER_TIMEOUT_S": "5"}
-    layout = distributed.plan(TWO, pipe=False, environ=env)
+    layout = distributed.plan(TWO, pipe=False, settings=settings_from_env(env))
     assert (layout.processes_per_host, layout.master_port, layout.peer_timeout_s, layout.world_size) == (4, 29400, 5, 8)
-    assert distributed.plan(TWO, pipe=True, environ=env).processes_per_host == 1
+    assert distributed.plan(TWO, pipe=True, settings=settings_from_env(env)).processes_per_host == 1
     with pytest.raises(ValueError, match="not in hosts"):
-        distributed.plan({**TWO, "current_host": "algo-3"}, pipe=False, environ={})
+        distributed.plan({**TWO, "current_host": "algo-3"}, pipe=False, settings=NO_ENV)
 
 
 def test_single_host_single_process_stays_in_process():
-    assert distributed.plan({"current_host": "algo-1", "hosts": ["algo-1"]}, pipe=False, environ={}).world_size == 1
+    one = {"current_host": "algo-1", "hosts": ["algo-1"]}
+    assert distributed.plan(one, pipe=False, settings=NO_ENV).world_size == 1
 
 
 def test_dns_is_retried_until_the_peer_appears():
@@ -114,7 +118,7 @@ def test_torchrun_leaves_workers_the_full_sagemaker_stop_grace():
     from torch.distributed.run import get_args_parser
 
     layout = distributed.plan({"hosts": ["algo-1", "algo-2"], "current_host": "algo-1"}, pipe=False,
-                              environ={"BYOC_PROCESSES_PER_HOST": "2"})
+                              settings=settings_from_env({"BYOC_PROCESSES_PER_HOST": "2"}))
     command = distributed.torchrun_command(layout, Path("job.json"))
     assert command[1:3] == ["-m", "torch.distributed.run"]
     args = get_args_parser().parse_args(command[3:])  # the installed torchrun accepts every flag we pass

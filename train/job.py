@@ -1,0 +1,135 @@
+"""One way to assemble a training job, for every entry point.
+
+A :class:`JobSpec` is what any training process needs: the hyperparameters as given and where the data and
+outputs are. The container reads it from the /opt/ml tree (container/jobtree.py), ``python -m train`` from
+its arguments, and a scale-out process from the JSON file PID 1 wrote (:meth:`JobSpec.write`). Each then
+calls :func:`build_job` and :func:`train.loop.run`, and maps what happened with :mod:`train.outcome`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import signal
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from model.family import ModelFamily
+from model.runtime import Runtime, available_cpus, cuda_fallback_note, select_runtime
+from train.config import TrainConfig, parse_hyperparameters
+from train.distributed import Dist
+from train.settings import TrainSettings
+from train.synthetic import with_synthetic_channels
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainPaths:
+    channels: dict[str, Path]
+    model_dir: Path
+    output_data_dir: Path
+    checkpoint_dir: Path
+    #: Channels with S3DistributionType ShardedByS3Key: each host holds only its own part.
+    sharded: frozenset[str] = frozenset()
+    #: Channels in Pipe input mode: ``channels[name]_<n>`` are FIFOs, one per pass (train/stream.py).
+    pipe: frozenset[str] = frozenset()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "channels": {name: str(path) for name, path in self.channels.items()},
+            "model_dir": str(self.model_dir),
+            "output_data_dir": str(self.output_data_dir),
+            "checkpoint_dir": str(self.checkpoint_dir),
+            "sharded": sorted(self.sharded),
+            "pipe": sorted(self.pipe),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainPaths:
+        return cls(
+            channels={name: Path(path) for name, path in data["channels"].items()},
+            model_dir=Path(data["model_dir"]),
+            output_data_dir=Path(data["output_data_dir"]),
+            checkpoint_dir=Path(data["checkpoint_dir"]),
+            sharded=frozenset(data.get("sharded", ())),
+            pipe=frozenset(data.get("pipe", ())),
+        )
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    hyperparameters: Mapping[str, Any]
+    paths: TrainPaths
+    #: The job's hosts as resourceconfig.json lists them, and this one (scale-out; one host otherwise).
+    hosts: tuple[str, ...] = ()
+    current_host: str = ""
+
+    def write(self, path: Path) -> Path:
+        path.write_text(json.dumps({"hyperparameters": dict(self.hyperparameters), **self.paths.to_dict(),
+                                    "hosts": list(self.hosts), "current_host": self.current_host}))
+        return path
+
+    @classmethod
+    def read(cls, path: Path) -> JobSpec:
+        data = json.loads(path.read_text())
+        return cls(data["hyperparameters"], TrainPaths.from_dict(data), tuple(data.get("hosts", ())),
+                   data.get("current_host", ""))
+
+    def with_demo_data(self, scratch: Path) -> JobSpec:
+        """The spec with a generated ``train`` channel when ``synthetic_samples`` asks for one (once per job,
+        before scale-out processes start: they all train on the same generated files)."""
+        config, _, _ = parse_hyperparameters(self.hyperparameters)
+        channels = with_synthetic_channels(self.paths.channels, config, scratch)
+        return dataclasses.replace(self, paths=dataclasses.replace(self.paths, channels=channels))
+
+
+@dataclass(frozen=True)
+class TrainJob:
+    config: TrainConfig
+    family: ModelFamily
+    arch: Any
+    paths: TrainPaths
+    runtime: Runtime
+    dist: Dist = field(default_factory=Dist)
+    settings: TrainSettings = field(default_factory=TrainSettings)
+    #: Set from a SIGTERM handler; the loop checkpoints and raises TrainingStopped at the next step.
+    stop: threading.Event = field(default_factory=threading.Event)
+
+
+def _runtime(config: TrainConfig, dist: Dist) -> Runtime:
+    if not dist.enabled:
+        if note := cuda_fallback_note():
+            log.warning("%s", note)
+        return select_runtime(config.precision, channels_last=config.channels_last)
+    import torch
+
+    if torch.cuda.is_available():  # one GPU per process
+        return select_runtime(config.precision, device=f"cuda:{dist.local_rank}", channels_last=config.channels_last)
+    return select_runtime(config.precision, channels_last=config.channels_last,
+                          cpu_threads=max(1, available_cpus() // dist.local_world_size))
+
+
+def build_job(spec: JobSpec, settings: TrainSettings | None = None,
+              join: Callable[[TrainSettings], Dist] | None = None) -> TrainJob:
+    """The job of this process: hyperparameters parsed, then the process group joined (``join``; scale-out
+    only, after parsing so a bad value fails before any process waits for its peers), then the device."""
+    settings = settings or TrainSettings()
+    config, family, arch = parse_hyperparameters(spec.hyperparameters)
+    dist = join(settings) if join else Dist()
+    return TrainJob(config, family, arch, spec.paths, _runtime(config, dist), dist, settings)
+
+
+def stop_on(job: TrainJob, *signals: signal.Signals) -> None:
+    """Make these signals (default SIGTERM) ask the loop to checkpoint and stop at its next step."""
+
+    def handler(signum: int, _frame: Any) -> None:
+        log.warning("%s: checkpointing and stopping", signal.Signals(signum).name)
+        job.stop.set()
+
+    for signum in signals or (signal.SIGTERM,):
+        signal.signal(signum, handler)
