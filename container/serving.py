@@ -3,14 +3,16 @@
 Layout, from measurements on CPU (docs/perf-notes.md) and the SageMaker contract:
 - gthread workers: many HTTP threads per worker, one inference thread. Request threads wait on the
   inference thread, so /ping is answered by a free HTTP thread while every worker is busy predicting.
-- The master (gunicorn's arbiter) never imports torch, numpy or Flask on a CPU build: it only parses
-  settings, opens the listener and forks. Each worker imports the serving stack, loads the model, picks its
-  GPU round-robin or its share of CPU threads and warms up before it accepts its first connection, so /ping
-  is only ever answered by a ready worker. Measured on a 2-core CPU: a master that imported torch held
-  ~230 MB of RSS for the container's life (a third of the container's) and bought no start-up time, as the
-  workers import in parallel. A worker that cannot load the model fails to boot, which halts the master:
-  the container exits non-zero (3) with the reason logged.
-- Each worker logs a startup timeline (container/timeline.py): seconds since the process started per step.
+- The master imports torch/flask before forking (shared pages, faster worker boot) but touches no device:
+  each worker loads the model, picks its GPU round-robin or its share of CPU threads and warms up before
+  it accepts its first connection, so /ping is only ever answered by a ready worker. A worker that
+  cannot load the model fails to boot, which halts the master: the container exits non-zero (3) with
+  the reason logged. Measured on a 2-core CPU (256 x 256, 2 workers): a master that never imports torch
+  holds ~28 MB instead of ~230 MB of RSS, but the container's physical memory (PSS, cgroup) grew ~120-130 MB,
+  as the workers no longer share torch's relocated libraries and module objects copy-on-write, and the two
+  workers then import torch at once on two cores (1.3-1.8 s each against ~0.9 s alone): importing here wins.
+- Each worker logs a startup timeline (container/timeline.py): seconds since the serve process started, per
+  step, from the master's imports to the worker accepting connections.
 - SIGTERM (SageMaker scale-in, then SIGKILL 30 s later): gunicorn stops accepting and lets in-flight
   requests finish within ``GRACEFUL_TIMEOUT_S``.
 """
@@ -57,14 +59,7 @@ def configure_logging(level: str) -> None:
 
 
 def gpu_count() -> int:
-    """GPUs visible to us, counted through NVML so the master does not initialise CUDA before forking.
-
-    A CPU build of torch sees no GPU: that is known from its version file, without importing torch.
-    """
-    from container.gpucheck import torch_cuda_version
-
-    if torch_cuda_version() is None:
-        return 0
+    """GPUs visible to us, counted through NVML so the master does not initialise CUDA before forking."""
     os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
     import torch
 
@@ -72,11 +67,9 @@ def gpu_count() -> int:
 
 
 def cpu_count() -> int:
-    # model.runtime.available_cpus, without importing torch into the master.
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+    from model.runtime import available_cpus
+
+    return available_cpus()
 
 
 def resolve_workers(settings: ServeSettings, gpus: int, cpus: int) -> int:
@@ -251,7 +244,7 @@ def prepare_metrics_dir() -> Path:
 
 def check_model_dir(model_dir: Path) -> None:
     """Fail in seconds, before any worker starts, when the model directory is obviously wrong."""
-    from model.files import META_FILE, WEIGHTS_FILE
+    from model.artifact import META_FILE, WEIGHTS_FILE
 
     missing = [name for name in (META_FILE, WEIGHTS_FILE) if not (model_dir / name).is_file()]
     if missing:
@@ -271,19 +264,6 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def check_default_accept(settings: ServeSettings) -> None:
-    """SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT must be a type we answer in (checked without the serving stack)."""
-    from serve import codecs
-
-    if settings.default_accept is None:
-        return
-    if codecs.parse_media_type(settings.default_accept).essence not in codecs.ANSWER_TYPES:
-        raise SettingsError(
-            f"SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT={settings.default_accept!r} is not one of "
-            f"{list(codecs.ANSWER_TYPES)}"
-        )
-
-
 def main(argv: list[str]) -> None:
     timeline = StartupTimeline()
     _parse_args(argv)
@@ -292,12 +272,11 @@ def main(argv: list[str]) -> None:
         settings = settings_from_env()
         configure_logging(settings.log_level)
         check_model_dir(settings.model_dir)
-        check_default_accept(settings)
     except SettingsError as exc:
         log.error("cannot serve: %s", exc)
         sys.exit(2)
     gpus, cpus = gpu_count(), cpu_count()
-    if not gpus and settings.device is None and "torch" in sys.modules:  # a CUDA build (gpu_count imported it)
+    if not gpus and settings.device is None:
         from model.runtime import cuda_fallback_note
 
         if note := cuda_fallback_note():
@@ -311,13 +290,20 @@ def main(argv: list[str]) -> None:
                              container_memory())
     prepare_metrics_dir()
 
-    # Imported after PROMETHEUS_MULTIPROC_DIR is set. The serving stack (torch, numpy, Flask) is imported by each
-    # worker in load(), never here.
+    # Imported after PROMETHEUS_MULTIPROC_DIR is set; before forking so workers share the pages.
     from gunicorn.app.base import BaseApplication
     from gunicorn.errors import HaltServer
     from prometheus_client import multiprocess
 
-    timeline.mark("settings")
+    from serve.app import ServingModel, create_app
+    from serve.metrics import ServeMetrics
+
+    try:
+        create_app(ServingModel(), settings)  # validates settings that need the codecs (default Accept)
+    except SettingsError as exc:
+        log.error("cannot serve: %s", exc)
+        sys.exit(2)
+    timeline.mark("imports")
     threads = torch_threads(settings, workers, cpus)
     log.info(
         "serving %s on 0.0.0.0:%d: %d worker(s) x %d HTTP threads, %s torch thread(s) each, gpus=%d",
@@ -357,10 +343,6 @@ def main(argv: list[str]) -> None:
             # Runs in each worker after fork, before the worker accepts connections: a worker that is
             # still loading never answers, so once /ping has said 200 it never says 503 for a sibling
             # that is warming up (connections wait in the shared listen backlog for a ready worker).
-            from serve.app import ServingModel, create_app
-            from serve.metrics import ServeMetrics
-
-            timeline.mark("imports")
             metrics = ServeMetrics()
             device = worker_device(settings, getattr(self, "worker_index", 0), gpus)
             predictor, batcher = load_predictor(settings, device, threads, metrics, timeline)
