@@ -13,6 +13,8 @@ Layout, from measurements on CPU (docs/perf-notes.md) and the SageMaker contract
   workers then import torch at once on two cores (1.3-1.8 s each against ~0.9 s alone): importing here wins.
 - Each worker logs a startup timeline (container/timeline.py): seconds since the serve process started, per
   step, from the master's imports to the worker accepting connections.
+- Workers keep /invocations load within one request of each other by closing a keep-alive connection of the
+  busier one (container/balance.py): connections stick to the worker that accepted them.
 - SIGTERM (SageMaker scale-in, then SIGKILL 30 s later): gunicorn stops accepting and lets in-flight
   requests finish within ``GRACEFUL_TIMEOUT_S``.
 """
@@ -31,6 +33,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from container.balance import NOT_ACCEPTING, ConnectionBalancer, free_slot, shared_loads
 from container.timeline import StartupTimeline
 from serve.settings import MAX_DEFAULT_CPU_WORKERS, VARIABLES, ServeSettings, SettingsError, settings_from_env
 
@@ -318,17 +321,30 @@ def main(argv: list[str]) -> None:
         sys.exit(2)
     timeline.mark("listening")
 
+    # Twice the workers: a replacement can be forked while the worker it replaces is still being reaped.
+    loads = shared_loads(2 * workers)
+
+    def assign_slot(arbiter: Any, worker: Any) -> None:  # in the master, before fork
+        worker.slot = free_slot(loads, (getattr(w, "slot", None) for w in arbiter.WORKERS.values()))
+
+    def release_slot(worker: Any) -> None:  # in the master, once the worker is gone
+        if getattr(worker, "slot", None) is not None:
+            loads[worker.slot] = NOT_ACCEPTING
+
     class Server(BaseApplication):
         def load_config(self) -> None:
             for key, value in gunicorn_options(settings, workers, listener_fd).items():
                 self.cfg.set(key, value)
-            self.cfg.set("child_exit", lambda _arbiter, worker: multiprocess.mark_process_dead(worker.pid))
+            self.cfg.set("child_exit", lambda _arbiter, worker: (multiprocess.mark_process_dead(worker.pid),
+                                                                 release_slot(worker)))
+            self.cfg.set("pre_fork", assign_slot)
             self.cfg.set("post_fork", self._post_fork)
             self.cfg.set("post_worker_init", self._post_worker_init)
 
         def _post_fork(self, _arbiter: Any, worker: Any) -> None:
             # worker.age counts spawned workers from 1: a replacement worker takes the next GPU in turn.
             self.worker_index = worker.age - 1
+            self.slot = worker.slot
             timeline.mark("forked")
 
         def _post_worker_init(self, worker: Any) -> None:
@@ -336,6 +352,8 @@ def main(argv: list[str]) -> None:
             # new connections from the kernel at once, so one opened before loading (in post_fork) made a
             # replacement worker hold pings it could not answer until loaded (issue 10, defect 4).
             worker.sockets = [*worker.sockets, *own_listener(worker.sockets, self.cfg.backlog)]
+            if self.balancer is not None:
+                self.balancer.ready()
             timeline.mark("accepting")
             log.info("startup timeline (s since the serve process started): %s", timeline.line())
 
@@ -348,7 +366,10 @@ def main(argv: list[str]) -> None:
             predictor, batcher = load_predictor(settings, device, threads, metrics, timeline)
             serving = ServingModel()
             serving.set_ready(predictor, batcher)
-            return create_app(serving, settings, metrics)
+            app = create_app(serving, settings, metrics)
+            slot = getattr(self, "slot", None)
+            self.balancer = ConnectionBalancer(app, loads, slot) if slot is not None and workers > 1 else None
+            return self.balancer or app
 
     try:
         Server().run()
