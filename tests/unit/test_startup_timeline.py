@@ -6,14 +6,17 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from container.timeline import StartupTimeline, process_age
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_process_age_counts_from_the_process_start_not_from_the_call():
     code = "import time; time.sleep(0.5); from container.timeline import process_age; print(process_age())"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={**os.environ, "PYTHONPATH": os.getcwd()}).stdout
+                         env={**os.environ, "PYTHONPATH": str(REPO)}).stdout
     assert 0.5 <= float(out) < 30
 
 
