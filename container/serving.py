@@ -8,7 +8,14 @@ Layout, from measurements on a 2-core CPU and the SageMaker contract:
   each worker loads the model, picks its GPU round-robin or its share of CPU threads and warms up before
   it accepts its first connection, so /ping is only ever answered by a ready worker. A worker that
   cannot load the model fails to boot, which halts the master: the container exits non-zero (3) with
-  the reason logged.
+  the reason logged. Measured on a 2-core CPU (256 x 256, 2 workers): a master that never imports torch
+  holds ~28 MB instead of ~230 MB of RSS, but the container's physical memory (PSS, cgroup) grew ~120-130 MB,
+  as the workers no longer share torch's relocated libraries and module objects copy-on-write, and the two
+  workers then import torch at once on two cores (1.3-1.8 s each against ~0.9 s alone): importing here wins.
+- Each worker logs a startup timeline (container/timeline.py): seconds since the serve process started, per
+  step, from the master's imports to the worker accepting connections.
+- Workers keep /invocations load within one request of each other by closing a keep-alive connection of the
+  busier one (container/balance.py): connections stick to the worker that accepted them.
 - SIGTERM (SageMaker scale-in, then SIGKILL 30 s later): gunicorn stops accepting and lets in-flight
   requests finish within ``GRACEFUL_TIMEOUT_S``.
 """
@@ -27,6 +34,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from container.balance import NOT_ACCEPTING, ConnectionBalancer, free_slot, shared_loads
+from container.timeline import StartupTimeline
 from serve.settings import MAX_DEFAULT_CPU_WORKERS, VARIABLES, ServeSettings, SettingsError, settings_from_env
 
 log = logging.getLogger("serve")
@@ -133,7 +142,8 @@ def torch_threads(settings: ServeSettings, workers: int, cpus: int) -> int:
     return settings.torch_threads or max(1, cpus // workers)
 
 
-def load_predictor(settings: ServeSettings, device: str, threads: int, metrics: Any) -> tuple[Any, Any]:
+def load_predictor(settings: ServeSettings, device: str, threads: int, metrics: Any,
+                   timeline: StartupTimeline | None = None) -> tuple[Any, Any]:
     """Load and warm the model in this worker; raise (the worker then fails to boot) if it cannot be loaded."""
     from serve.batching import make_batcher
     from serve.predictor import Predictor
@@ -144,7 +154,11 @@ def load_predictor(settings: ServeSettings, device: str, threads: int, metrics: 
             settings.model_dir, device=device, precision=settings.precision, cpu_threads=threads
         )
         batcher = make_batcher(predictor, settings, metrics)
+        if timeline:
+            timeline.mark("model loaded")
         warm = predictor.warm_up(batch_sizes=sorted({1, batcher.max_batch_size}))
+        if timeline:
+            timeline.mark("warm")
     except Exception as exc:
         log.error("cannot load the model from %s: %s", settings.model_dir, exc)
         raise
@@ -255,6 +269,7 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def main(argv: list[str]) -> None:
+    timeline = StartupTimeline()
     _parse_args(argv)
     configure_logging(os.environ.get("SERVE_LOG_LEVEL", "info") or "info")
     try:
@@ -286,6 +301,7 @@ def main(argv: list[str]) -> None:
     from serve.app import create_app
     from serve.metrics import ServeMetrics
 
+    timeline.mark("imports")
     threads = torch_threads(settings, workers, cpus)
     log.info(
         "serving %s on 0.0.0.0:%d: %d worker(s) x %d HTTP threads, %s torch thread(s) each, gpus=%d",
@@ -298,24 +314,43 @@ def main(argv: list[str]) -> None:
     except OSError as exc:
         log.error("cannot serve: cannot listen on 0.0.0.0:%d (%s)", settings.port, exc)
         sys.exit(2)
+    timeline.mark("listening")
+
+    # Twice the workers: a replacement can be forked while the worker it replaces is still being reaped.
+    loads = shared_loads(2 * workers)
+
+    def assign_slot(arbiter: Any, worker: Any) -> None:  # in the master, before fork
+        worker.slot = free_slot(loads, (getattr(w, "slot", None) for w in arbiter.WORKERS.values()))
+
+    def release_slot(worker: Any) -> None:  # in the master, once the worker is gone
+        if getattr(worker, "slot", None) is not None:
+            loads[worker.slot] = NOT_ACCEPTING
 
     class Server(BaseApplication):
         def load_config(self) -> None:
             for key, value in gunicorn_options(settings, workers, listener_fd).items():
                 self.cfg.set(key, value)
-            self.cfg.set("child_exit", lambda _arbiter, worker: multiprocess.mark_process_dead(worker.pid))
+            self.cfg.set("child_exit", lambda _arbiter, worker: (multiprocess.mark_process_dead(worker.pid),
+                                                                 release_slot(worker)))
+            self.cfg.set("pre_fork", assign_slot)
             self.cfg.set("post_fork", self._post_fork)
             self.cfg.set("post_worker_init", self._post_worker_init)
 
         def _post_fork(self, _arbiter: Any, worker: Any) -> None:
             # worker.age counts spawned workers from 1: a replacement worker takes the next GPU in turn.
             self.worker_index = worker.age - 1
+            self.slot = worker.slot
+            timeline.mark("forked")
 
         def _post_worker_init(self, worker: Any) -> None:
             # Only now, with the model loaded and warm: a listener in the SO_REUSEPORT group gets its share of
             # new connections from the kernel at once, so one opened before loading (in post_fork) made a
             # replacement worker hold pings it could not answer until loaded (issue 10, defect 4).
             worker.sockets = [*worker.sockets, *own_listener(worker.sockets, self.cfg.backlog)]
+            if self.balancer is not None:
+                self.balancer.ready()
+            timeline.mark("accepting")
+            log.info("startup timeline (s since the serve process started): %s", timeline.line())
 
         def load(self) -> Any:
             # Runs in each worker after fork, before the worker accepts connections: a worker that is
@@ -323,8 +358,11 @@ def main(argv: list[str]) -> None:
             # that is warming up (connections wait in the shared listen backlog for a ready worker).
             metrics = ServeMetrics()
             device = worker_device(settings, getattr(self, "worker_index", 0), gpus)
-            predictor, batcher = load_predictor(settings, device, threads, metrics)
-            return create_app(predictor, batcher, settings, metrics)
+            predictor, batcher = load_predictor(settings, device, threads, metrics, timeline)
+            app = create_app(predictor, batcher, settings, metrics)
+            slot = getattr(self, "slot", None)
+            self.balancer = ConnectionBalancer(app, loads, slot) if slot is not None and workers > 1 else None
+            return self.balancer or app
 
     try:
         Server().run()
