@@ -26,7 +26,6 @@ import argparse
 import logging
 import os
 import shutil
-import socket
 import sys
 import tempfile
 import time
@@ -34,18 +33,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from container.balance import NOT_ACCEPTING, ConnectionBalancer, free_slot, shared_loads
 from container.timeline import StartupTimeline
 from serve.settings import MAX_DEFAULT_CPU_WORKERS, VARIABLES, ServeSettings, SettingsError, settings_from_env
 
 log = logging.getLogger("serve")
 
-#: Must be below SageMaker's 30 s SIGTERM->SIGKILL window, with room for the master to exit.
-GRACEFUL_TIMEOUT_S = 25
-#: Connections the kernel queues per listening socket (gunicorn's default).
-LISTEN_BACKLOG = 2048
-#: Longest a worker may take to load and warm the model before gunicorn's master kills it.
-WORKER_LOAD_TIMEOUT_S = 300
 
 
 class _LogFormatter(logging.Formatter):
@@ -166,76 +158,6 @@ def load_predictor(settings: ServeSettings, device: str, threads: int, metrics: 
     return predictor, batcher.start()
 
 
-def shared_listener(port: int, backlog: int = LISTEN_BACKLOG) -> int:
-    """The master's listening socket on 0.0.0.0:``port`` with SO_REUSEPORT, as a bare fd for ``fd://`` binding.
-
-    Every worker inherits it but polls it only once its model is warm (gunicorn starts accepting after the
-    app loads). It carries SO_REUSEPORT so that workers' own listeners can join its group (``own_listener``).
-    We open it ourselves because gunicorn's own ``reuse_port`` makes each worker bind a fresh socket right
-    after fork, before loading: the kernel then routed new connections to a worker that could not answer
-    for the whole model load (issue 10, defect 4).
-    """
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if hasattr(socket, "SO_REUSEPORT"):
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind(("0.0.0.0", port))
-    sock.listen(backlog)
-    sock.set_inheritable(True)
-    return sock.detach()  # gunicorn takes ownership of the fd
-
-
-def own_listener(shared: list[Any], backlog: int) -> list[socket.socket]:
-    """A per-worker SO_REUSEPORT listener on the shared address, so the kernel spreads new connections.
-
-    With one shared socket, the worker that wins the accept race can take every connection of a burst
-    (measured: all 16 keep-alive clients on one worker, half the throughput). Sockets in a REUSEPORT group
-    get connections by hash; the shared socket stays in the group and every worker keeps polling it. Opened
-    only once the worker's model is warm (post_worker_init): from its first moment in the group the kernel
-    hands it connections.
-    """
-    if not hasattr(socket, "SO_REUSEPORT") or len(shared) != 1:
-        return []
-    try:
-        host, port = shared[0].getsockname()[:2]
-        sock = socket.socket(shared[0].family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind((host, port))
-        sock.listen(backlog)
-        return [sock]
-    except OSError as exc:
-        log.warning("no per-worker listener (%s); connections may spread unevenly over workers", exc)
-        return []
-
-
-def gunicorn_options(settings: ServeSettings, workers: int, listener_fd: int) -> dict[str, Any]:
-    return {
-        "bind": [f"fd://{listener_fd}"],  # shared_listener: 0.0.0.0:port
-        "backlog": LISTEN_BACKLOG,
-        "workers": workers,
-        "worker_class": "gthread",
-        "threads": settings.http_threads,
-        # gthread's timeout is a heartbeat of the worker's event loop (not per request) that also bounds
-        # the model load: generous, so a big model never gets a healthy worker killed. Requests time out
-        # in the app (SAGEMAKER_MODEL_SERVER_TIMEOUT).
-        "timeout": max(int(settings.timeout_s) + 60, WORKER_LOAD_TIMEOUT_S),
-        "graceful_timeout": GRACEFUL_TIMEOUT_S,
-        # SageMaker keeps connections open between calls; closing them early only costs reconnects.
-        "keepalive": 20,
-        "preload_app": False,
-        "accesslog": None,  # the app writes one structured line per request instead
-        "errorlog": "-",
-        "loglevel": settings.log_level,
-        "proc_name": "serve",
-        "worker_tmp_dir": "/dev/shm" if os.path.isdir("/dev/shm") else None,
-        "forwarded_allow_ips": "127.0.0.1",
-        "reuse_port": False,  # see shared_listener
-        # A runtime-management socket under $HOME is an extra attack surface we do not use.
-        "control_socket_disable": True,
-    }
-
-
 def prepare_metrics_dir() -> Path:
     """A fresh PROMETHEUS_MULTIPROC_DIR (outside /opt/ml/model), set before prometheus_client is imported."""
     directory = Path(os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(prefix="serve-metrics-"))
@@ -293,15 +215,6 @@ def main(argv: list[str]) -> None:
                              settings.explicit_pixel_limits, container_memory())
     prepare_metrics_dir()
 
-    # Imported after PROMETHEUS_MULTIPROC_DIR is set; before forking so workers share the pages.
-    from gunicorn.app.base import BaseApplication
-    from gunicorn.errors import HaltServer
-    from prometheus_client import multiprocess
-
-    from serve.app import create_app
-    from serve.metrics import ServeMetrics
-
-    timeline.mark("imports")
     threads = torch_threads(settings, workers, cpus)
     log.info(
         "serving %s on 0.0.0.0:%d: %d worker(s) x %d HTTP threads, %s torch thread(s) each, gpus=%d",
@@ -309,63 +222,6 @@ def main(argv: list[str]) -> None:
     )
 
     limit_malloc_arenas()
-    try:
-        listener_fd = shared_listener(settings.port)
-    except OSError as exc:
-        log.error("cannot serve: cannot listen on 0.0.0.0:%d (%s)", settings.port, exc)
-        sys.exit(2)
-    timeline.mark("listening")
+    from container.gunicorn_app import run_server  # after prepare_metrics_dir: it imports prometheus_client
 
-    # Twice the workers: a replacement can be forked while the worker it replaces is still being reaped.
-    loads = shared_loads(2 * workers)
-
-    def assign_slot(arbiter: Any, worker: Any) -> None:  # in the master, before fork
-        worker.slot = free_slot(loads, (getattr(w, "slot", None) for w in arbiter.WORKERS.values()))
-
-    def release_slot(worker: Any) -> None:  # in the master, once the worker is gone
-        if getattr(worker, "slot", None) is not None:
-            loads[worker.slot] = NOT_ACCEPTING
-
-    class Server(BaseApplication):
-        def load_config(self) -> None:
-            for key, value in gunicorn_options(settings, workers, listener_fd).items():
-                self.cfg.set(key, value)
-            self.cfg.set("child_exit", lambda _arbiter, worker: (multiprocess.mark_process_dead(worker.pid),
-                                                                 release_slot(worker)))
-            self.cfg.set("pre_fork", assign_slot)
-            self.cfg.set("post_fork", self._post_fork)
-            self.cfg.set("post_worker_init", self._post_worker_init)
-
-        def _post_fork(self, _arbiter: Any, worker: Any) -> None:
-            # worker.age counts spawned workers from 1: a replacement worker takes the next GPU in turn.
-            self.worker_index = worker.age - 1
-            self.slot = worker.slot
-            timeline.mark("forked")
-
-        def _post_worker_init(self, worker: Any) -> None:
-            # Only now, with the model loaded and warm: a listener in the SO_REUSEPORT group gets its share of
-            # new connections from the kernel at once, so one opened before loading (in post_fork) made a
-            # replacement worker hold pings it could not answer until loaded (issue 10, defect 4).
-            worker.sockets = [*worker.sockets, *own_listener(worker.sockets, self.cfg.backlog)]
-            if self.balancer is not None:
-                self.balancer.ready()
-            timeline.mark("accepting")
-            log.info("startup timeline (s since the serve process started): %s", timeline.line())
-
-        def load(self) -> Any:
-            # Runs in each worker after fork, before the worker accepts connections: a worker that is
-            # still loading never answers, so once /ping has said 200 it never says 503 for a sibling
-            # that is warming up (connections wait in the shared listen backlog for a ready worker).
-            metrics = ServeMetrics()
-            device = worker_device(settings, getattr(self, "worker_index", 0), gpus)
-            predictor, batcher = load_predictor(settings, device, threads, metrics, timeline)
-            app = create_app(predictor, batcher, settings, metrics)
-            slot = getattr(self, "slot", None)
-            self.balancer = ConnectionBalancer(app, loads, slot) if slot is not None and workers > 1 else None
-            return self.balancer or app
-
-    try:
-        Server().run()
-    except HaltServer as exc:  # raised again while stopping when several workers fail to boot at once
-        log.error("serving stopped: %s", exc.reason)
-        sys.exit(exc.exit_status)
+    run_server(settings, workers, gpus, threads, timeline)

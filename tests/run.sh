@@ -27,4 +27,6 @@ bash container/scripts/build-image.sh "$BYOC_IMAGE" -q
 bash container/scripts/make-sdk-venvs.sh /tmp/sdk "$python"
 
 "$venv/bin/ruff" check .
+# Who may import whom (the contracts are in pyproject.toml); a broken layer fails the run here.
+"$venv/bin/lint-imports"
 exec "$venv/bin/python" -m pytest "$@"
