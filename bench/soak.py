@@ -60,6 +60,30 @@ def slope_mib_per_min(samples: list[tuple[float, int]]) -> float:
     return float(np.polyfit(t, rss, 1)[0])
 
 
+def untrained_model(base_channels: int) -> Path:
+    """A default-architecture model directory with fresh weights (serving cost does not depend on training)."""
+    from model.artifact import save_model_dir
+    from model.normals.config import UNetConfig
+    from model.normals.family import SurfaceNormals
+
+    model_dir = Path(tempfile.mkdtemp(prefix="soak-model-"))
+    family, config = SurfaceNormals(), UNetConfig(base_channels=base_channels)
+    save_model_dir(model_dir, family, config, family.build(config), family.preprocessing(config, 256))
+    return model_dir
+
+
+def report(statuses: collections.Counter[str], pings_failed: int, first: dict, last: dict,
+           samples: dict[int, list[tuple[float, int]]]) -> None:
+    print("\n==> statuses:", dict(sorted(statuses.items())))
+    print(f"==> 5xx: {sum(n for k, n in statuses.items() if k.startswith('5'))}; connection errors: "
+          f"{sum(n for k, n in statuses.items() if k.startswith('conn'))}; failed pings: {pings_failed}; "
+          f"workers replaced: {len(set(first) - set(last))}")
+    for pid, s in sorted(samples.items()):
+        steady = [x for x in s if x[0] >= 60] or s
+        print(f"==> worker {pid}: rss {s[0][1] // 1024} -> {s[-1][1] // 1024} MiB, peak "
+              f"{last.get(pid, (0, 0))[1] // 1024} MiB, slope after 1 min {slope_mib_per_min(steady):+.2f} MiB/min")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--image", default="byoc:test")
@@ -71,15 +95,7 @@ def main() -> None:
     ap.add_argument("--env", action="append", default=[], help="KEY=VALUE for the serving container")
     args = ap.parse_args()
 
-    model_dir = args.model_dir
-    if model_dir is None:
-        from model.artifact import save_model_dir
-        from model.normals.config import UNetConfig
-        from model.normals.family import SurfaceNormals
-
-        model_dir = Path(tempfile.mkdtemp(prefix="soak-model-"))
-        family, config = SurfaceNormals(), UNetConfig(base_channels=args.base_channels)
-        save_model_dir(model_dir, family, config, family.build(config), family.preprocessing(config, 256))
+    model_dir = args.model_dir or untrained_model(args.base_channels)
     env = {"SERVE_MAX_IMAGE_PIXELS": str(args.max_side**2), **dict(e.split("=", 1) for e in args.env)}
     served = start(args.image, model_dir, env)
     mix = request_mix(args.max_side)
@@ -120,15 +136,7 @@ def main() -> None:
         stop.set()
         for t in threads:
             t.join(75)
-        last = workers(served)
-        print("\n==> statuses:", dict(sorted(statuses.items())))
-        print(f"==> 5xx: {sum(n for k, n in statuses.items() if k.startswith('5'))}; connection errors: "
-              f"{sum(n for k, n in statuses.items() if k.startswith('conn'))}; failed pings: {pings_failed}; "
-              f"workers replaced: {len(set(first) - set(last))}")
-        for pid, s in sorted(samples.items()):
-            steady = [x for x in s if x[0] >= 60] or s
-            print(f"==> worker {pid}: rss {s[0][1] // 1024} -> {s[-1][1] // 1024} MiB, peak "
-                  f"{last.get(pid, (0, 0))[1] // 1024} MiB, slope after 1 min {slope_mib_per_min(steady):+.2f} MiB/min")
+        report(statuses, pings_failed, first, workers(served), samples)
     finally:
         stop.set()
         served.stop()
