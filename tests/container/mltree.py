@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,12 +86,3 @@ def finish(container: Container, timeout: float = 600) -> tuple[int, str]:
         return int(result["StatusCode"]), container.logs().decode(errors="replace")
     finally:
         container.remove(force=True)
-
-
-def wait_for(predicate, timeout: float, interval: float = 0.2, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(interval)
-    raise TimeoutError(f"{what} not reached within {timeout} s")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import re
 
-from tests.container.mltree import TINY_HYPERPARAMETERS, finish, make_tree, start, wait_for
+from tests.container.mltree import TINY_HYPERPARAMETERS, finish, make_tree, start
+from tests.polling import wait_until
 from train import metrics_log
 
 
@@ -73,7 +74,7 @@ def test_sigterm_checkpoints_and_a_second_run_resumes(docker_client, image, synt
     tree = make_tree(tmp_path / "ml", hps, {"train": synthetic_channel})
     container = start(docker_client, image, tree)
     try:
-        wait_for(lambda: b"epoch 2/40" in container.logs(), timeout=120, what="training past epoch 1")
+        wait_until(lambda: b"epoch 2/40" in container.logs(), timeout=120, what="training past epoch 1", interval=0.2)
         container.kill(signal="SIGTERM")
         code, logs = finish(container, timeout=120)
     except BaseException:
