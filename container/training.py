@@ -134,8 +134,7 @@ def main() -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     tree = JobTree(base_dir())
     try:
-        settings = settings_from_env()
-        tree = JobTree(settings.base_dir)
+        settings = settings_from_env()  # its base_dir is the base_dir() the tree above was built from
         resource = tree.resource_config()
         log.info("job %s on %s (hosts %s)", settings.job_name, resource.get("current_host"), resource.get("hosts"))
         outcome = _train(tree, settings)

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from container.jobtree import JobTree
+from train.job import JobSpec
 from train.outcome import STOPPED, SUCCEEDED, Outcome, outcome_of
 
 log = logging.getLogger("container.worker")
@@ -56,12 +57,12 @@ def read_outcomes(spec: Path, processes: int) -> list[Outcome | None]:
     return found
 
 
-def _train(spec_path: Path, settings) -> Outcome:
+def _train(spec: JobSpec, settings) -> Outcome:
     from train.distributed import init_from_env, shutdown
-    from train.job import JobSpec, build_job, stop_on
+    from train.job import build_job, stop_on
     from train.loop import run
 
-    job = build_job(JobSpec.read(spec_path), settings,
+    job = build_job(spec, settings,
                     join=lambda s: init_from_env(timeout_s=s.collective_timeout_s))
     stop_on(job)
     run(job)
@@ -70,7 +71,6 @@ def _train(spec_path: Path, settings) -> Outcome:
 
 
 def main(argv: list[str], environ: Mapping[str, str] | None = None) -> int:
-    from train.job import JobSpec
     from train.settings import base_dir, settings_from_env
 
     environ = os.environ if environ is None else environ
@@ -85,7 +85,7 @@ def main(argv: list[str], environ: Mapping[str, str] | None = None) -> int:
     try:
         settings = settings_from_env(environ)
         known = settings.host_addresses
-        outcome = _train(spec_path, settings)
+        outcome = _train(spec, settings)
     except Exception as exc:
         outcome = outcome_of(exc, where, tuple(peers_in(str(exc), list(spec.hosts), known)))
         (log.warning if outcome.kind == STOPPED else log.error)("%s", outcome.line)

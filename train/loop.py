@@ -157,9 +157,14 @@ class Trainer:
                 self.parts.scheduler.get_last_lr()[0], rate, time.strftime("%H:%M:%S", time.gmtime(remaining)),
             )
 
+    @property
+    def weights(self) -> nn.Module:
+        """The weights that get validated and saved: the weight average when there is one."""
+        return self.parts.ema.model if self.parts.ema else self.raw_model
+
     def _eval_model(self) -> nn.Module:
-        # The weight average, when there is one, is the model that gets validated and saved.
-        return self.parts.ema.model if self.parts.ema else self.raw_model if self.job.dist.enabled else self.model
+        # Not the DDP wrapper: ranks may hold different numbers of evaluation batches.
+        return self.weights if self.parts.ema or self.job.dist.enabled else self.model
 
     def evaluate(self, samples, split: str, panels: int = 0) -> tuple[dict[str, float], list]:
         return self.evaluator.evaluate(self._eval_model(), samples, split, self.splits.validation_source, panels)
@@ -230,7 +235,7 @@ class Trainer:
             "hyperparameters": dataclasses.asdict(c) | dataclasses.asdict(job.arch),
         }
         if job.dist.is_main:
-            publish(job, self.parts.ema.model if self.parts.ema else self.raw_model, summary, self.progress.history,
+            publish(job, self.weights, summary, self.progress.history,
                     panels, self.splits)
         job.dist.barrier()
         return summary
