@@ -28,6 +28,16 @@ LISTEN_BACKLOG = 2048
 WORKER_LOAD_TIMEOUT_S = 300
 
 
+def _reuseport_listener(family: int, host: str, port: int, backlog: int) -> socket.socket:
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if hasattr(socket, "SO_REUSEPORT"):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(backlog)
+    return sock
+
+
 def shared_listener(port: int, backlog: int = LISTEN_BACKLOG) -> int:
     """The master's listening socket on 0.0.0.0:``port`` with SO_REUSEPORT, as a bare fd for ``fd://`` binding.
 
@@ -37,12 +47,7 @@ def shared_listener(port: int, backlog: int = LISTEN_BACKLOG) -> int:
     after fork, before loading: the kernel then routed new connections to a worker that could not answer
     for the whole model load (issue 10, defect 4).
     """
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if hasattr(socket, "SO_REUSEPORT"):
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind(("0.0.0.0", port))
-    sock.listen(backlog)
+    sock = _reuseport_listener(socket.AF_INET, "0.0.0.0", port, backlog)
     sock.set_inheritable(True)
     return sock.detach()  # gunicorn takes ownership of the fd
 
@@ -60,12 +65,7 @@ def own_listener(shared: list[Any], backlog: int) -> list[socket.socket]:
         return []
     try:
         host, port = shared[0].getsockname()[:2]
-        sock = socket.socket(shared[0].family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind((host, port))
-        sock.listen(backlog)
-        return [sock]
+        return [_reuseport_listener(shared[0].family, host, port, backlog)]
     except OSError as exc:
         log.warning("no per-worker listener (%s); connections may spread unevenly over workers", exc)
         return []

@@ -52,10 +52,6 @@ class Plan:
     batched: bool
     cache: dict[int, np.ndarray] = field(default_factory=dict)
 
-    @property
-    def pixels(self) -> int:
-        return int(np.prod(self.shapes, axis=1).sum()) if self.count else 0
-
     def load(self, i: int) -> np.ndarray:
         cached = self.cache.pop(i, None)
         return cached if cached is not None else self.loader(i)
