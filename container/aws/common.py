@@ -31,6 +31,11 @@ class ShipError(Exception):
         self.exit_code = exit_code
 
 
+def default_job_name(prefix: str = "byoc-normals", stamp: str = "%Y%m%d-%H%M%S") -> str:
+    """``prefix`` and the UTC time: a job name that does not collide with earlier runs."""
+    return f"{prefix}-{time.strftime(stamp, time.gmtime())}"
+
+
 def make_session(region: str | None = None) -> boto3.Session:
     """A boto3 session with a region and credentials, or a ShipError saying how to provide them.
 

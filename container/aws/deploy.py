@@ -21,12 +21,11 @@ import argparse
 import json
 import os
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from container.aws.common import ShipError, make_session, parse_key_values, run_cli
+from container.aws.common import ShipError, default_job_name, make_session, parse_key_values, run_cli
 from container.aws.endpoint_ops import delete, deploy, invoke, start_transform
 from container.aws.endpoint_spec import Deployment, Scaling, Transform
 
@@ -178,8 +177,7 @@ def _invoke_command(args: argparse.Namespace, session: Any) -> int:
 
 
 def _transform_command(args: argparse.Namespace, session: Any) -> int:
-    t = Transform(job_name=args.job_name or f"{args.model_name}-transform-"
-                  f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"[:63],
+    t = Transform(job_name=args.job_name or default_job_name(f"{args.model_name}-transform")[:63],
                   model_name=args.model_name, input_s3=args.input, output_s3=args.output,
                   instance_type=args.instance_type, instance_count=args.instance_count,
                   content_type=args.content_type, accept=args.accept, split_type=args.split_type,

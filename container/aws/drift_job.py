@@ -8,12 +8,11 @@ uploaded to ``output_s3`` at the end (drift_report.json and drift_report.png).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from container.aws.common import ShipError, explain, poll
+from container.aws.common import ShipError, default_job_name, explain, poll
 from container.aws.validate import check_s3_uri
 
 PROCESSING = "/opt/ml/processing"
@@ -43,8 +42,7 @@ class DriftJob:
 
     @property
     def name(self) -> str:
-        stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-        return self.job_name or f"{self.endpoint}-drift-{stamp}"[:63]
+        return self.job_name or default_job_name(f"{self.endpoint}-drift")[:63]
 
     def request(self, name: str) -> dict[str, Any]:
         return {

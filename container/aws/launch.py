@@ -21,7 +21,16 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from container.aws.common import LogFollower, ShipError, explain, make_session, parse_key_values, poll, run_cli
+from container.aws.common import (
+    LogFollower,
+    ShipError,
+    default_job_name,
+    explain,
+    make_session,
+    parse_key_values,
+    poll,
+    run_cli,
+)
 from container.aws.hyperparameters import (
     family_spec,
     hyperparameter_string,
@@ -37,10 +46,6 @@ __all__ = ["CHANNELS", "CHECKPOINT_LOCAL_PATH", "MAX_RUNTIME_LIMIT_S", "Training
 
 TRAINING_LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 TERMINAL = ("Completed", "Failed", "Stopped")
-
-
-def default_job_name(prefix: str = "byoc-normals") -> str:
-    return f"{prefix}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
 
 
 

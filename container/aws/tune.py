@@ -19,12 +19,20 @@ import argparse
 import dataclasses
 import json
 import sys
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from container.aws.common import ShipError, explain, make_session, parse_key_values, poll, run_cli, tag_list
+from container.aws.common import (
+    ShipError,
+    default_job_name,
+    explain,
+    make_session,
+    parse_key_values,
+    poll,
+    run_cli,
+    tag_list,
+)
 from container.aws.launch import (
     TrainingJob,
     add_job_arguments,
@@ -225,7 +233,7 @@ def main(argv: Sequence[str] | None = None, session: Any = None) -> int:
         print(json.dumps(best_job(session.client("sagemaker"), args.best), indent=2))
         return 0
     static = read_hyperparameters(args)
-    name = args.tuning_job_name or f"byoc-hpo-{time.strftime('%y%m%d-%H%M%S', time.gmtime())}"
+    name = args.tuning_job_name or default_job_name("byoc-hpo", stamp="%y%m%d-%H%M%S")  # at most 32 characters
     # The tuning job names its training jobs; a derived checkpoint path would be shared by all of them
     # (parallel jobs resuming each other's checkpoints), so only an explicit --checkpoint-s3 is passed on.
     training = dataclasses.replace(job_from_args(args, name, static), auto_checkpoint=False)
