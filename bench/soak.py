@@ -29,7 +29,7 @@ sys.path.insert(0, str(REPO))
 
 from tests.container.hostile import corpus  # noqa: E402
 from tests.container.serve_harness import start, workers  # noqa: E402
-from tests.integration.serve_support import npy_bytes, png_bytes, random_image  # noqa: E402
+from tests.integration.serve_support import make_tiny_model_dir, npy_bytes, png_bytes, random_image  # noqa: E402
 
 
 def request_mix(max_side: int) -> list[tuple[str, bytes, dict[str, str]]]:
@@ -60,18 +60,6 @@ def slope_mib_per_min(samples: list[tuple[float, int]]) -> float:
     return float(np.polyfit(t, rss, 1)[0])
 
 
-def untrained_model(base_channels: int) -> Path:
-    """A default-architecture model directory with fresh weights (serving cost does not depend on training)."""
-    from model.artifact import save_model_dir
-    from model.normals.config import UNetConfig
-    from model.normals.family import SurfaceNormals
-
-    model_dir = Path(tempfile.mkdtemp(prefix="soak-model-"))
-    family, config = SurfaceNormals(), UNetConfig(base_channels=base_channels)
-    save_model_dir(model_dir, family, config, family.build(config), family.preprocessing(config, 256))
-    return model_dir
-
-
 def report(statuses: collections.Counter[str], pings_failed: int, first: dict, last: dict,
            samples: dict[int, list[tuple[float, int]]]) -> None:
     print("\n==> statuses:", dict(sorted(statuses.items())))
@@ -95,7 +83,8 @@ def main() -> None:
     ap.add_argument("--env", action="append", default=[], help="KEY=VALUE for the serving container")
     args = ap.parse_args()
 
-    model_dir = args.model_dir or untrained_model(args.base_channels)
+    model_dir = args.model_dir or make_tiny_model_dir(Path(tempfile.mkdtemp(prefix="soak-model-")), image_size=256,
+                                                      base_channels=args.base_channels, depth=4)
     env = {"SERVE_MAX_IMAGE_PIXELS": str(args.max_side**2), **dict(e.split("=", 1) for e in args.env)}
     served = start(args.image, model_dir, env)
     mix = request_mix(args.max_side)

@@ -17,13 +17,14 @@ if TYPE_CHECKING:
     from serve.settings import ServeSettings
 
 
-def make_tiny_model_dir(path: Path, image_size: int = 32) -> Path:
+def make_tiny_model_dir(path: Path, image_size: int = 32, base_channels: int = 4, depth: int = 2) -> Path:
+    """A model directory of the built-in family with fresh weights (serving cost does not depend on training)."""
     from model.artifact import save_model_dir
     from model.normals.config import UNetConfig
     from model.normals.family import SurfaceNormals
 
     family = SurfaceNormals()
-    config = UNetConfig(base_channels=4, depth=2)
+    config = UNetConfig(base_channels=base_channels, depth=depth)
     save_model_dir(path, family, config, family.build(config), family.preprocessing(config, image_size))
     return path
 
