@@ -9,8 +9,9 @@ line is one request::
      "eventMetadata": {"eventId": "...", "inferenceTime": "2026-12-03T16:00:00Z"}, "eventVersion": "0"}
 
 ``encoding`` is ``BASE64`` (binary types, and any type not listed as JSON in the capture config) or ``JSON``
-/ text (the payload as a string). The request body is decoded like the server does for the types it accepts
-(PNG/JPEG, npy, JSON instances, JSON Lines); what cannot be decoded is reported as skipped, never fatal.
+/ text (the payload as a string). The request body goes through the server's decoders (``serve.decoding``), so
+the offline report sees the pixels ``serve/drift`` saw; what cannot be decoded is reported as skipped, never
+fatal.
 """
 
 from __future__ import annotations
@@ -19,15 +20,23 @@ import base64
 import binascii
 import io
 import json
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+from serve import decoding
+from serve.errors import ServeError
+from serve.settings import MAX_IMAGE_PIXELS_CEILING
+
+#: Image files by suffix, read as the request bodies of these types.
+IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
+#: An endpoint may have accepted images up to the highest SERVE_MAX_IMAGE_PIXELS, in any number per request.
+_LIMITS = decoding.Limits(max_pixels=MAX_IMAGE_PIXELS_CEILING)
+_UNREADABLE = (KeyError, TypeError, ValueError, binascii.Error, OSError, ServeError)
 CAPTURE_SUFFIXES = (".jsonl",)
 
 
@@ -48,46 +57,13 @@ class Skipped:
     reason: str
 
 
-def _pil(data: bytes) -> np.ndarray:
-    with Image.open(io.BytesIO(data)) as im:
-        return np.array(im.convert("RGB"))
-
-
-def _npy(data: bytes) -> list[np.ndarray]:
-    arr = np.load(io.BytesIO(data), allow_pickle=False)
-    if arr.ndim == 4 and arr.shape[1] == 3 and arr.shape[-1] != 3:
-        arr = arr.transpose(0, 2, 3, 1)  # Nx3xHxW, as the server accepts
-    if arr.ndim == 3:
-        arr = arr[None]
-    if arr.ndim != 4 or arr.shape[-1] != 3:
-        raise ValueError(f"npy array of shape {arr.shape} is not HxWx3 or a batch of them")
-    return [a if a.dtype == np.uint8 else np.clip(a.astype(np.float32), 0, 1) for a in arr]
-
-
-def _instance(value: Any) -> np.ndarray:
-    if isinstance(value, dict) and "b64" in value:
-        value = value["b64"]
-    if isinstance(value, str):
-        return _pil(base64.b64decode(value, validate=True))
-    arr = np.asarray(value)
-    if arr.ndim != 3 or arr.shape[-1] != 3:
-        raise ValueError(f"JSON instance of shape {arr.shape} is not HxWx3")
-    return arr.astype(np.uint8) if np.issubdtype(arr.dtype, np.integer) else np.clip(arr.astype(np.float32), 0, 1)
-
-
 def decode_body(data: bytes, content_type: str) -> list[np.ndarray]:
-    """The images of a request body of ``content_type`` (parameters such as ``; charset`` are ignored)."""
-    essence = content_type.split(";", 1)[0].strip().lower()
-    if essence in ("image/png", "image/jpeg"):
-        return [_pil(data)]
-    if essence == "application/x-npy":
-        return _npy(data)
-    if essence == "application/json":
-        doc = json.loads(data)
-        return [_instance(v) for v in (doc["instances"] if isinstance(doc, dict) else doc)]
-    if essence == "application/jsonlines":
-        return [_instance(json.loads(line)) for line in data.splitlines() if line.strip()]
-    raise ValueError(f"content type {content_type!r} is not one the server accepts")
+    """The images of a request body of ``content_type``, decoded by the server's own decoders (EXIF orientation,
+    16-bit grey, channels-first arrays), so the report scores the pixels the endpoint's drift monitor scored.
+    A body the server would reject raises its ``ServeError``, with the server's reason."""
+    decoder, media = decoding.decoder_for(content_type)
+    # Every image is kept from the checking pass: the caller takes them all at once anyway.
+    return decoding.decode(decoder, data, media, _LIMITS, cache_pixels=sys.maxsize).images
 
 
 def _prediction(record: Any) -> np.ndarray:
@@ -141,7 +117,7 @@ def read_capture_file(path: Path) -> Iterator[Observed | Skipped]:
                 part = record["captureData"]["endpointInput"]
                 images = decode_body(payload_bytes(part), part.get("observedContentType", ""))
                 yield Observed(where, images, record.get("eventMetadata", {}).get("inferenceTime"), _answers(record))
-            except (KeyError, TypeError, ValueError, binascii.Error, OSError) as exc:
+            except _UNREADABLE as exc:
                 yield Skipped(where, f"{type(exc).__name__}: {exc}"[:300])
 
 
@@ -152,8 +128,8 @@ def read_inputs(root: Path) -> Iterator[Observed | Skipped]:
         suffix = path.suffix.lower()
         if suffix in CAPTURE_SUFFIXES:
             yield from read_capture_file(path)
-        elif suffix in IMAGE_SUFFIXES:
+        elif suffix in IMAGE_TYPES:
             try:
-                yield Observed(str(path), [_pil(path.read_bytes())])
-            except OSError as exc:
+                yield Observed(str(path), decode_body(path.read_bytes(), IMAGE_TYPES[suffix]))
+            except (OSError, ServeError) as exc:
                 yield Skipped(str(path), f"unreadable image: {exc}"[:300])

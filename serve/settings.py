@@ -32,6 +32,8 @@ MAX_DEFAULT_CPU_WORKERS = 4
 PAYLOAD_LIMITS_MB = {"realtime": 6, "serverless": 4, "async": 1024}
 #: Batch transform with MaxPayloadInMB=0 sends each S3 object whole; we still read at most this much.
 WHOLE_OBJECT_LIMIT_MB = 1024
+#: The highest SERVE_MAX_IMAGE_PIXELS accepted (the offline drift report reads images up to it).
+MAX_IMAGE_PIXELS_CEILING = 1 << 28
 _FALSE = {"0", "false", "no", "off", ""}
 
 #: (name, default, meaning) for the README and --help.
@@ -237,7 +239,7 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> ServeSettings:
     # Serverless: 1-6 GB for the whole container, so one worker and images up to 1024 x 1024 by default
     # (the default U-Net needs ~1.2 KB per pixel in flight on CPU: see the README's memory section).
     max_image_pixels = _int(env, "SERVE_MAX_IMAGE_PIXELS", default=(1024 if serverless else 2048) ** 2, low=1,
-                            high=1 << 28)
+                            high=MAX_IMAGE_PIXELS_CEILING)
     worker_pixels = _int(env, "SERVE_WORKER_MAX_PIXELS", default=None, low=1, high=1 << 30)
     if worker_pixels is not None and worker_pixels < max_image_pixels:
         raise SettingsError(
