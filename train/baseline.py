@@ -1,8 +1,8 @@
 """The drift baseline ``train`` leaves beside the weights (``drift_baseline.json``, format in model/drift.py).
 
 It summarises the training inputs as a client would send them (the raw image files, not the training crops)
-and the model's own predictions on validation images, made the way serving makes them (``to_input`` ->
-network -> ``from_output``), so serving and ``docker run IMAGE monitor`` compare like with like.
+and the model's own predictions on validation images, made by serving's own stages (``model.inference``: prepare,
+forward, finish) on the trainer's runtime, so serving and ``docker run IMAGE monitor`` compare like with like.
 
 The family decides what is summarised, through two optional hooks it declares in its spec (none needed for
 image families whose samples carry an ``image`` path, like the built-in one):
@@ -21,13 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from PIL import Image
 from torch import nn
 
 from model import drift
 from model.artifact import atomic_write_bytes
 from model.family import ModelFamily
+from model.inference import predict_one
 from model.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -62,15 +62,6 @@ def raw_image(family: ModelFamily, sample: Any) -> np.ndarray | None:
         return np.array(im.convert("RGB"))  # writable: to_input hands it to torch
 
 
-@torch.inference_mode()
-def _predict(family: ModelFamily, network: nn.Module, runtime: Runtime, preprocessing: dict[str, Any],
-             image: np.ndarray) -> np.ndarray:
-    x = family.to_input(image, preprocessing)[None].to(runtime.device)
-    with runtime.autocast():
-        out = network(x)
-    return family.from_output(out[0].float().cpu(), image.shape)
-
-
 def build_baseline(family: ModelFamily, network: nn.Module, runtime: Runtime, preprocessing: dict[str, Any],
                    train_samples: Sequence[Any], validation_samples: Sequence[Any]) -> drift.Baseline | None:
     inputs = drift.Aggregate()
@@ -88,7 +79,9 @@ def build_baseline(family: ModelFamily, network: nn.Module, runtime: Runtime, pr
         network.eval()
         for sample in _spread(validation_samples or train_samples, MAX_PREDICTION_IMAGES):
             image = raw_image(family, sample)
-            summary = None if image is None else summarize(_predict(family, network, runtime, preprocessing, image))
+            if image is None:
+                continue  # this sample has no input a client could send; the others still count
+            summary = summarize(predict_one(family, network, runtime, preprocessing, image))
             if summary is None:
                 break  # the family summarises no predictions (the base class's default)
             predictions.add(summary)
@@ -96,13 +89,14 @@ def build_baseline(family: ModelFamily, network: nn.Module, runtime: Runtime, pr
     return drift.Baseline(inputs, predictions if predictions.count else None)
 
 
-def write_baseline(job: Any, network: nn.Module, splits: Any) -> Path | None:
+def write_baseline(job: Any, network: nn.Module, runtime: Runtime, splits: Any) -> Path | None:
     """Write ``drift_baseline.json`` into the job's model directory; the path, or None when nothing to summarise.
 
-    ``job`` is a ``train.loop.TrainJob`` and ``splits`` a ``train.data.Splits`` (typed loosely: the loop imports us).
+    ``runtime`` is the trainer's, the one ``network`` was placed with (its layout decided). ``job`` is a
+    ``train.loop.TrainJob`` and ``splits`` a ``train.data.Splits`` (typed loosely: the loop imports us).
     """
     preprocessing = job.family.preprocessing(job.arch, job.config.image_size)
-    baseline = build_baseline(job.family, network, job.runtime, preprocessing, splits.train, splits.validation)
+    baseline = build_baseline(job.family, network, runtime, preprocessing, splits.train, splits.validation)
     if baseline is None:
         log.info("no drift baseline: no training sample has an input image this module can read")
         return None

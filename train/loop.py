@@ -235,8 +235,7 @@ class Trainer:
             "hyperparameters": dataclasses.asdict(c) | dataclasses.asdict(job.arch),
         }
         if job.dist.is_main:
-            publish(job, self.weights, summary, self.progress.history,
-                    panels, self.splits)
+            publish(job, self.weights, self.runtime, summary, self.progress.history, panels, self.splits)
         job.dist.barrier()
         return summary
 

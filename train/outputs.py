@@ -17,6 +17,7 @@ from train.baseline import write_baseline
 from train.curve import draw_training_curve
 
 if TYPE_CHECKING:
+    from model.runtime import Runtime
     from train.job import TrainJob
 
 log = logging.getLogger(__name__)
@@ -48,9 +49,9 @@ def write_outputs(job: TrainJob, weights: nn.Module, summary: dict[str, Any], hi
              len(panels), out)
 
 
-def publish(job: TrainJob, weights: nn.Module, summary: dict[str, Any], history: list[dict[str, float]],
-            panels: list, splits: Any) -> None:
+def publish(job: TrainJob, weights: nn.Module, runtime: Runtime, summary: dict[str, Any],
+            history: list[dict[str, float]], panels: list, splits: Any) -> None:
     """Everything a finished job leaves (rank 0 only): the model directory with its drift baseline beside the
     weights (monitoring), metrics.json, panels and the training curve."""
     write_outputs(job, weights, summary, history, panels)
-    write_baseline(job, weights, splits)
+    write_baseline(job, weights, runtime, splits)

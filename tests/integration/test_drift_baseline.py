@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from model import drift
@@ -24,6 +25,8 @@ def scenes(tmp_path_factory) -> Path:
 
 
 def test_the_baseline_summarises_every_raw_training_image_and_the_validation_predictions(tmp_path, scenes):
+    from serve.predictor import Predictor
+
     run(make_job(tmp_path, TINY, {"train": scenes / "train", "validation": scenes / "validation"}))
 
     baseline = drift.Baseline.from_json((tmp_path / "model" / drift.BASELINE_FILE).read_text())
@@ -35,6 +38,12 @@ def test_the_baseline_summarises_every_raw_training_image_and_the_validation_pre
     assert baseline.inputs.scalar_stats()["height"]["mean"] == 40
     assert baseline.predictions is not None and baseline.predictions.count == 3
     assert baseline.predictions.distribution("normal_z").sum() == pytest.approx(1.0)
+    # ...and they are the predictions the served model makes of those images
+    predictor = Predictor.from_model_dir(tmp_path / "model", device="cpu", precision="fp32")
+    images = [np.asarray(Image.open(p).convert("RGB")) for p in sorted((scenes / "validation" / "images").iterdir())]
+    served = drift.aggregate(drift.summarize_normals(p) for p in predictor.predict(images))
+    for name in served.sums:
+        np.testing.assert_allclose(baseline.predictions.distribution(name), served.distribution(name), atol=1e-6)
 
 
 def test_a_family_without_image_files_trains_without_a_baseline(tmp_path):
@@ -55,3 +64,30 @@ def test_pipe_mode_records_are_read_through_their_image_member():
     record = Record("scene-1", {"png": png_bytes(image), "normals.png": b"unused"})
     np.testing.assert_array_equal(raw_image(SurfaceNormals(), record), image)
     assert raw_image(SurfaceNormals(), Record("x", {"normals.png": b""})) is None
+
+
+def _tiny_normals():
+    from model.normals.config import UNetConfig
+    from model.normals.family import SurfaceNormals
+    from model.runtime import select_runtime
+
+    family, arch = SurfaceNormals(), UNetConfig(base_channels=4, depth=2)
+    network = family.build(arch)
+    runtime = select_runtime("fp32", device="cpu").for_model(network, training=True)
+    if runtime.channels_last:  # placed as the trainer places it
+        network = network.to(memory_format=torch.channels_last)
+    return family, network, runtime, family.preprocessing(arch, 32)
+
+
+def test_a_validation_sample_without_a_readable_image_is_skipped_and_the_rest_still_predicted():
+    from tests.integration.serve_support import png_bytes, random_image
+    from train.baseline import build_baseline
+    from train.stream import Record
+
+    family, network, runtime, preprocessing = _tiny_normals()
+    good = [Record(f"scene-{i}", {"png": png_bytes(random_image(16, 12))}) for i in range(2)]
+    without_image = Record("labels-only", {"normals.png": b""})
+    baseline = build_baseline(family, network, runtime, preprocessing, good, [without_image, *good])
+    assert baseline is not None and baseline.predictions is not None
+    assert baseline.predictions.count == 2
+
