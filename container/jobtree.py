@@ -69,10 +69,12 @@ class JobTree:
                 return Path(local)
         return self.root / "checkpoints"
 
-    def job_spec(self) -> JobSpec:
-        """Hyperparameters, channels (File/FastFile directories, Pipe FIFO bases), modes and output paths."""
+    def job_spec(self, resource: dict[str, Any] | None = None) -> JobSpec:
+        """Hyperparameters, channels (File/FastFile directories, Pipe FIFO bases), modes and output paths;
+        ``resource``: resourceconfig.json's content when the caller has read it already."""
         specs = self._json("inputdataconfig.json")
-        resource = self.resource_config()
+        if resource is None:
+            resource = self.resource_config()
         paths = TrainPaths(
             channels={name: self.root / "input" / "data" / name for name in specs},
             model_dir=self.root / "model",

@@ -25,6 +25,7 @@ import sys
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from container.jobtree import REQUIRED, JobTree
 from train.errors import UserError
@@ -108,21 +109,22 @@ def run_distributed(layout, spec_file: Path) -> Outcome:
     return failed[0] if failed else Outcome(INTERNAL, distributed.describe_failure(layout, code))
 
 
-def _train(tree: JobTree, settings: TrainSettings) -> Outcome:
+def _train(tree: JobTree, settings: TrainSettings, resource: dict[str, Any]) -> Outcome:
     from container import distributed
     from train.job import build_job, stop_on
     from train.loop import run
 
-    spec = tree.job_spec()
+    spec = tree.job_spec(resource)
     try:
-        layout = distributed.plan(tree.resource_config(), pipe="train" in spec.paths.pipe, settings=settings)
+        layout = distributed.plan(resource, pipe="train" in spec.paths.pipe, settings=settings)
     except ValueError as exc:
         raise UserError(str(exc), "fix the resource config") from None
+    parsed = spec.parse()
     with tempfile.TemporaryDirectory(prefix="byoc-train-") as scratch:
-        spec = spec.with_demo_data(Path(scratch))
+        spec = spec.with_demo_data(Path(scratch), parsed[0])
         if layout.world_size > 1:
             return run_distributed(layout, spec.write(Path(scratch) / "job.json"))
-        job = build_job(spec, settings)
+        job = build_job(spec, settings, parsed=parsed)
         stop_on(job)
         run(job)
     return SUCCEEDED
@@ -137,7 +139,7 @@ def main() -> None:
         settings = settings_from_env()  # its base_dir is the base_dir() the tree above was built from
         resource = tree.resource_config()
         log.info("job %s on %s (hosts %s)", settings.job_name, resource.get("current_host"), resource.get("hosts"))
-        outcome = _train(tree, settings)
+        outcome = _train(tree, settings, resource)
     except Exception as exc:
         outcome = outcome_of(exc)  # an internal one carries the traceback, which the toolkit logs
     report(tree, outcome)

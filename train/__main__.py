@@ -41,7 +41,9 @@ def main(argv: list[str] | None = None) -> int:
                        args.checkpoint_dir or args.output_dir / "checkpoints")
     try:
         with tempfile.TemporaryDirectory(prefix="byoc-train-") as scratch:
-            job = build_job(JobSpec(dict(args.hp), paths).with_demo_data(Path(scratch)), settings_from_env())
+            spec = JobSpec(dict(args.hp), paths)
+            parsed = spec.parse()
+            job = build_job(spec.with_demo_data(Path(scratch), parsed[0]), settings_from_env(), parsed=parsed)
             stop_on(job, signal.SIGINT, signal.SIGTERM)
             run(job)
     except Exception as exc:

@@ -27,6 +27,9 @@ from train.synthetic import with_synthetic_channels
 
 log = logging.getLogger(__name__)
 
+#: What ``parse_hyperparameters`` returns: the training config, the model family and its architecture config.
+Parsed = tuple[TrainConfig, ModelFamily, Any]
+
 
 @dataclass(frozen=True)
 class TrainPaths:
@@ -80,10 +83,14 @@ class JobSpec:
         return cls(data["hyperparameters"], TrainPaths.from_dict(data), tuple(data.get("hosts", ())),
                    data.get("current_host", ""))
 
-    def with_demo_data(self, scratch: Path) -> JobSpec:
-        """The spec with a generated ``train`` channel when ``synthetic_samples`` asks for one (once per job,
-        before scale-out processes start: they all train on the same generated files)."""
-        config, _, _ = parse_hyperparameters(self.hyperparameters)
+    def parse(self) -> Parsed:
+        """The hyperparameters parsed and checked (a bad one is a UserError naming it): once per process,
+        the result handed to ``with_demo_data`` and ``build_job``."""
+        return parse_hyperparameters(self.hyperparameters)
+
+    def with_demo_data(self, scratch: Path, config: TrainConfig) -> JobSpec:
+        """The spec with a generated ``train`` channel when ``config.synthetic_samples`` asks for one (once per
+        job, before scale-out processes start: they all train on the same generated files)."""
         channels = with_synthetic_channels(self.paths.channels, config, scratch)
         return dataclasses.replace(self, paths=dataclasses.replace(self.paths, channels=channels))
 
@@ -115,11 +122,12 @@ def _runtime(config: TrainConfig, dist: Dist) -> Runtime:
 
 
 def build_job(spec: JobSpec, settings: TrainSettings | None = None,
-              join: Callable[[TrainSettings], Dist] | None = None) -> TrainJob:
-    """The job of this process: hyperparameters parsed, then the process group joined (``join``; scale-out
-    only, after parsing so a bad value fails before any process waits for its peers), then the device."""
+              join: Callable[[TrainSettings], Dist] | None = None, parsed: Parsed | None = None) -> TrainJob:
+    """The job of this process: hyperparameters parsed (``parsed``: by this process already, ``spec.parse()``),
+    then the process group joined (``join``; scale-out only, after parsing so a bad value fails before any
+    process waits for its peers), then the device."""
     settings = settings or TrainSettings()
-    config, family, arch = parse_hyperparameters(spec.hyperparameters)
+    config, family, arch = parsed or spec.parse()
     dist = join(settings) if join else Dist()
     return TrainJob(config, family, arch, spec.paths, _runtime(config, dist), dist, settings)
 

@@ -106,3 +106,37 @@ def test_the_laptop_cli_prints_the_same_line_and_exits_1(tmp_path, channel, caps
             *[arg for name, value in BAD.items() for arg in ("--hp", f"{name}={value}")]]
     assert laptop_main(argv) == 1
     assert capsys.readouterr().err.startswith(BAD_LINE)
+
+
+def test_pid1_parses_the_hyperparameters_and_reads_the_resource_config_once(tmp_path, channel, monkeypatch):
+    import train.job
+
+    calls = {"parse": 0, "resourceconfig.json": 0}
+    parse, read = train.job.parse_hyperparameters, JobTree._json
+
+    def counted_parse(raw):
+        calls["parse"] += 1
+        return parse(raw)
+
+    def counted_read(self, name):
+        calls[name] = calls.get(name, 0) + 1
+        return read(self, name)
+
+    monkeypatch.setattr(train.job, "parse_hyperparameters", counted_parse)
+    monkeypatch.setattr(JobTree, "_json", counted_read)
+    tree = _tree(tmp_path, {**TINY, "epochs": "1"}, channel)
+    monkeypatch.setenv("SAGEMAKER_BASE_DIR", str(tmp_path))
+    training.main()
+    assert not tree.failure.exists()
+    assert calls["parse"] == 1 and calls["resourceconfig.json"] == 1
+
+
+def test_the_laptop_entry_point_parses_the_hyperparameters_once(tmp_path, channel, monkeypatch):
+    import train.job
+
+    parse, seen = train.job.parse_hyperparameters, []
+    monkeypatch.setattr(train.job, "parse_hyperparameters", lambda raw: seen.append(raw) or parse(raw))
+    hps = [f"--hp={k}={v}" for k, v in {**TINY, "epochs": "1"}.items()]
+    assert laptop_main([f"--channel=train={channel}", *hps, f"--model-dir={tmp_path / 'model'}",
+                        f"--output-dir={tmp_path / 'out'}"]) == 0
+    assert len(seen) == 1
