@@ -81,16 +81,16 @@ class Invocations:
     """Answers /invocations requests with one worker's predictor and batcher, within its settings' limits."""
 
     def __init__(self, predictor: Predictor, batcher: Batcher, settings: ServeSettings, metrics: ServeMetrics) -> None:
-        self.predictor, self.batcher = predictor, batcher
+        self.predictor = predictor
         self.timeout_s = settings.timeout_s
-        self.max_response_bytes = settings.max_response_bytes
         self.default_accept = settings.default_answer_type
         self.limits = decoding.Limits(max_pixels=settings.max_image_pixels, max_images=settings.max_images,
                                       max_request_pixels=settings.max_request_pixels)
-        self.budget = PixelBudget(max(settings.worker_pixels, settings.max_image_pixels))
+        budget = PixelBudget(max(settings.worker_pixels, settings.max_image_pixels))
         self.slice_pixels = slice_pixels(settings)
         self.monitor = RequestMonitor.load(settings.model_dir, metrics.registry)
-        self.count_images = metrics.images.inc
+        self.pipeline = Pipeline(predictor, batcher, budget, slice_pixels=self.slice_pixels,
+                                 max_response_bytes=settings.max_response_bytes, on_images=metrics.images.inc)
 
     def __call__(self, body: bytes | bytearray, content_type: str | None, accept: str | None, *,
                  request_id: str = "-", deadline: float | None = None) -> Reply:
@@ -122,7 +122,4 @@ class Invocations:
             for key, value in self.monitor.observe(images, predictions, self.predictor.summarize_prediction).items():
                 seen[key] = max(value, seen.get(key, value))
 
-        pipeline = Pipeline(self.predictor, self.batcher, self.budget, slice_pixels=self.slice_pixels,
-                            max_response_bytes=self.max_response_bytes, on_images=self.count_images,
-                            on_predictions=observe)
-        return pipeline.answer(plan, out_type, deadline)
+        return self.pipeline.answer(plan, out_type, deadline, on_predictions=observe)

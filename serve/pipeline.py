@@ -54,24 +54,32 @@ def slices(shapes: np.ndarray, slice_pixels: int) -> Iterator[range]:
         yield range(start, len(shapes))
 
 
+#: Sees each slice's (images, predictions) while both are still in memory (drift monitoring).
+SliceObserver = Callable[[list[np.ndarray], list[np.ndarray]], None]
+
+
 class Pipeline:
+    """One worker's path from plan to answer bytes; built once, shared by its concurrent requests (it keeps
+    no per-request state)."""
+
     def __init__(self, predictor: Predictor, batcher: Batcher, budget: PixelBudget, *, slice_pixels: int,
-                 max_response_bytes: int | None, on_images: Callable[[int], None] | None = None,
-                 on_predictions: Callable[[list[np.ndarray], list[np.ndarray]], None] | None = None) -> None:
+                 max_response_bytes: int | None, on_images: Callable[[int], None] | None = None) -> None:
+        if not 1 <= slice_pixels <= budget.capacity:
+            # A slice holds at most max(slice_pixels, one image) pixels: both must fit the budget, or it waits forever.
+            raise ValueError(f"slice_pixels={slice_pixels} must be in 1..{budget.capacity} (the budget)")
         self.predictor, self.batcher, self.budget = predictor, batcher, budget
-        self.slice_pixels = max(1, min(slice_pixels, budget.capacity))
+        self.slice_pixels = slice_pixels
         self.max_response_bytes = max_response_bytes
         self._on_images = on_images
-        #: Sees each slice's (images, predictions) while both are still in memory (drift monitoring).
-        self._on_predictions = on_predictions
 
-    def answer(self, plan: Plan, out_type: MediaType, deadline: float) -> Answer:
+    def answer(self, plan: Plan, out_type: MediaType, deadline: float, on_predictions: SliceObserver | None = None
+               ) -> Answer:
         family = self.predictor.family
         writer = Writer(out_type, plan.batched, plan.shapes, family.to_image, Output.of(family.spec))
         size = writer.size()
         self._check_size(size, out_type)  # before any compute, when the size is known up front
         ranges = list(slices(plan.shapes, self.slice_pixels))
-        parts = self._run(plan, ranges, writer, deadline)
+        parts = self._run(plan, ranges, writer, deadline, on_predictions)
         first = [writer.head(), *next(parts)]
         if len(ranges) == 1:
             first.append(writer.tail())
@@ -90,7 +98,8 @@ class Pipeline:
                 f"most 6 MB); {_SMALLER}"
             )
 
-    def _run(self, plan: Plan, ranges: list[range], writer: Writer, deadline: float) -> Iterator[list[bytes]]:
+    def _run(self, plan: Plan, ranges: list[range], writer: Writer, deadline: float,
+             on_predictions: SliceObserver | None) -> Iterator[list[bytes]]:
         predictor = self.predictor
         for part in ranges:
             pixels = int(np.prod(plan.shapes[part.start:part.stop], axis=1).sum())
@@ -101,8 +110,8 @@ class Pipeline:
                 del tensors
                 predictions = [predictor.finish(out, im.shape) for out, im in zip(outputs, images, strict=True)]
                 del outputs
-                if self._on_predictions is not None:
-                    self._on_predictions(images, predictions)
+                if on_predictions is not None:
+                    on_predictions(images, predictions)
                 encoded: list[bytes] = []
                 for i, prediction in zip(part, predictions, strict=True):
                     encoded.extend(writer.record(i, prediction))

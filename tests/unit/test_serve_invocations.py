@@ -176,3 +176,13 @@ def test_the_error_map_keeps_the_client_message_and_the_request_log():
     assert reply.status == status_for(NotReady("x")) == 503
     assert json.loads(reply.body) == {"error": "NotReady", "message": "the server is shutting down"}
     assert reply.log is request_log and request_log.error == "the server is shutting down"
+
+
+def test_a_pipeline_whose_slices_could_not_fit_its_pixel_budget_is_refused_when_built(predictor):
+    from serve.budget import PixelBudget
+    from serve.pipeline import Pipeline
+
+    batcher = Batcher(predictor.forward)
+    for pixels in (0, 101):
+        with pytest.raises(ValueError, match=r"slice_pixels=\d+ must be in 1\.\.100"):
+            Pipeline(predictor, batcher, PixelBudget(100), slice_pixels=pixels, max_response_bytes=None)
