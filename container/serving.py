@@ -109,17 +109,20 @@ def limit_malloc_arenas(libc: Any = None) -> bool:
         return False
 
 
-def fit_to_memory(settings: ServeSettings, workers: int, on_cpu: bool, explicit: bool, memory: int | None
-                  ) -> ServeSettings:
-    """On CPU, lower the default pixel limits to what the container's memory affords ``workers`` workers.
+def fit_to_memory(settings: ServeSettings, on_cpu: bool, memory: int | None) -> ServeSettings:
+    """On CPU, lower the default pixel limits to what the container's memory affords ``settings.workers`` workers
+    (resolved: ``with_workers``).
 
     Settings the user gave (SERVE_MAX_IMAGE_PIXELS, SERVE_WORKER_MAX_PIXELS) are kept as given; GPU workers hold
     activations in GPU memory, so they are left alone too.
     """
     from serve.memory import affordable_pixels
 
-    if not on_cpu or explicit or memory is None:
+    if not on_cpu or settings.explicit_pixel_limits or memory is None:
         return settings
+    if settings.workers is None:
+        raise ValueError("fit_to_memory needs the worker count resolved (ServeSettings.with_workers)")
+    workers = settings.workers
     fit = affordable_pixels(memory, workers)
     if fit >= settings.worker_pixels:
         return settings
@@ -211,8 +214,7 @@ def main(argv: list[str]) -> None:
     settings = settings.with_workers(workers)
     from serve.memory import container_memory
 
-    settings = fit_to_memory(settings, workers, worker_device(settings, 0, gpus) == "cpu",
-                             settings.explicit_pixel_limits, container_memory())
+    settings = fit_to_memory(settings, worker_device(settings, 0, gpus) == "cpu", container_memory())
     prepare_metrics_dir()
 
     threads = torch_threads(settings, workers, cpus)

@@ -1,3 +1,4 @@
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -136,13 +137,16 @@ def test_cpu_pixel_limits_shrink_to_the_containers_memory_unless_set():
     from container.serving import fit_to_memory
     from serve.memory import worst_case_bytes
 
-    s = ServeSettings()
-    small = fit_to_memory(s, workers=2, on_cpu=True, explicit=False, memory=4 << 30)
+    s = ServeSettings(workers=2)
+    small = fit_to_memory(s, on_cpu=True, memory=4 << 30)
     assert small.max_image_pixels == small.worker_pixels < s.max_image_pixels
     assert 2 * worst_case_bytes(small.worker_pixels) <= 4 << 30  # both workers at their worst fit
-    assert fit_to_memory(s, workers=2, on_cpu=True, explicit=False, memory=64 << 30) == s
-    assert fit_to_memory(s, workers=2, on_cpu=True, explicit=True, memory=4 << 30) == s
-    assert fit_to_memory(s, workers=2, on_cpu=False, explicit=False, memory=4 << 30) == s
+    assert fit_to_memory(s, on_cpu=True, memory=64 << 30) == s
+    explicit = replace(s, explicit_pixel_limits=True)
+    assert fit_to_memory(explicit, on_cpu=True, memory=4 << 30) == explicit
+    assert fit_to_memory(s, on_cpu=False, memory=4 << 30) == s
+    with pytest.raises(ValueError, match="with_workers"):
+        fit_to_memory(ServeSettings(), on_cpu=True, memory=4 << 30)
 
 
 def test_container_memory_prefers_the_cgroup_limit(tmp_path):
