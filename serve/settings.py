@@ -141,8 +141,8 @@ class ServeSettings:
 
     @property
     def full_answers(self) -> bool:
-        """Batch transform and async write answers to S3: no response size limit applies."""
-        return self.batch_mode or self.endpoint_type == "async"
+        """Answers go to S3 (batch transform, async): the module's ``full_answers`` for these settings."""
+        return full_answers(self.batch_mode, self.endpoint_type)
 
     def with_workers(self, workers: int) -> ServeSettings:
         return replace(self, workers=workers)
@@ -219,12 +219,18 @@ def _payload(env: Mapping[str, str], batch_mode: bool, endpoint_type: str) -> tu
     return mb * MIB, None
 
 
+def full_answers(batch_mode: bool, endpoint_type: str) -> bool:
+    """Batch transform and async write answers to S3: no response size limit applies, and no image count or
+    request pixel limit by default (the payload limit bounds them)."""
+    return batch_mode or endpoint_type == "async"
+
+
 def settings_from_env(env: Mapping[str, str] | None = None) -> ServeSettings:
     """Parse the serving environment (``os.environ`` by default) once, failing loudly on bad values."""
     env = os.environ if env is None else env
     batch_mode = _bool(env, "SAGEMAKER_BATCH")
     endpoint_type = _choice(env, "SERVE_ENDPOINT_TYPE", "realtime", {t: t for t in ENDPOINT_TYPES})
-    full_answers = batch_mode or endpoint_type == "async"
+    unlimited = full_answers(batch_mode, endpoint_type)
     payload_bytes, reported_mb = _payload(env, batch_mode, endpoint_type)
     # Batch transform allows 600 s per invocation by default, async 900 s (up to 3600 for both).
     timeout = _int(env, "SAGEMAKER_MODEL_SERVER_TIMEOUT", "SAGEMAKER_MODEL_SERVER_TIMEOUT_SECONDS",
@@ -246,7 +252,7 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> ServeSettings:
             f"SERVE_WORKER_MAX_PIXELS={worker_pixels} is below SERVE_MAX_IMAGE_PIXELS={max_image_pixels}: the "
             "largest allowed image could never be predicted; raise it or lower SERVE_MAX_IMAGE_PIXELS"
         )
-    response_default = None if full_answers else PAYLOAD_LIMITS_MB[endpoint_type] * MIB
+    response_default = None if unlimited else PAYLOAD_LIMITS_MB[endpoint_type] * MIB
     return ServeSettings(
         model_dir=Path(model_dir[1]) if model_dir else Path("/opt/ml/model"),
         port=_int(env, "SAGEMAKER_BIND_TO_PORT", default=8080, low=1, high=65535),
@@ -261,9 +267,9 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> ServeSettings:
         max_concurrent_transforms=_int(env, "SAGEMAKER_MAX_CONCURRENT_TRANSFORMS", default=None, low=1, high=1024),
         default_accept=accept[1] if accept else None,
         max_image_pixels=max_image_pixels,
-        max_images=_optional_limit(env, "SERVE_MAX_IMAGES", None if full_answers else 64, 1, 1 << 24),
+        max_images=_optional_limit(env, "SERVE_MAX_IMAGES", None if unlimited else 64, 1, 1 << 24),
         max_request_pixels=_optional_limit(env, "SERVE_MAX_REQUEST_PIXELS",
-                                           None if full_answers else 4 * 2048 * 2048, 1, 1 << 40),
+                                           None if unlimited else 4 * 2048 * 2048, 1, 1 << 40),
         max_response_bytes=_optional_limit(env, "SERVE_MAX_RESPONSE_MB", response_default, MIB, 1 << 20),
         worker_max_pixels=worker_pixels,
         explicit_pixel_limits=_get(env, "SERVE_MAX_IMAGE_PIXELS", "SERVE_WORKER_MAX_PIXELS") is not None,
