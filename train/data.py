@@ -100,10 +100,6 @@ class EpochSampler(Sampler[int]):
         return len(self._indices())
 
 
-def per_rank_length(length: int, world_size: int) -> int:
-    return math.ceil(length / world_size)
-
-
 def make_loader(dataset: Any, sampler: Sampler, batch_size: int, config: TrainConfig, pin: bool,
                 preload: Callable[[], bool] | None = None) -> DataLoader:
     """A loader over ``dataset``; ``preload`` is the dataset's declared ``dataset_preload`` hook, if any."""
