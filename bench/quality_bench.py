@@ -31,9 +31,8 @@ from bench.reference_speed import REFERENCE_IMAGES_PER_SECOND, measure
 from model.normals.family import SurfaceNormals
 from model.normals.objective import cosine_loss
 from model.normals.synthetic import write_dataset
-from model.runtime import select_runtime
 from train.config import parse_hyperparameters
-from train.job import TrainJob, TrainPaths
+from train.job import TrainJob, TrainPaths, training_runtime
 from train.loop import run
 
 _QUIET = {"checkpoint_steps": "0", "keep_checkpoints": "1", "panels": "0", "log_every_steps": "1000000"}
@@ -86,7 +85,7 @@ def run_recipe(name: str, channels: dict[str, Path], args, scratch: Path) -> dic
     config, family, arch = parse_hyperparameters(hps)
     out = scratch / name
     job = TrainJob(config, family, arch, TrainPaths(channels, out / "model", out / "data", out / "ckpt"),
-                   select_runtime(config.precision, channels_last=config.channels_last))
+                   training_runtime(config))
     start = time.perf_counter()
     with contextlib.redirect_stdout(io.StringIO()):  # the per-epoch #metric lines; the table says it all
         summary = run(job)

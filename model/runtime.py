@@ -76,16 +76,33 @@ def available_cpus() -> int:
         return os.cpu_count() or 1
 
 
+def cpu_has_native_bf16() -> bool:
+    """True where the CPU computes bf16 dot products in hardware (AVX512-BF16 or AMX tiles).
+
+    Elsewhere (AVX2, or AVX-512 without BF16: Skylake/Cascade Lake/Ice Lake servers) oneDNN emulates
+    bf16 and autocast runs slower than float32.
+    """
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    try:
+        return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
+    except RuntimeError:  # a torch build without the CPU feature probes
+        return False
+
+
 def select_runtime(
     precision: str = "auto",
     device: str | None = None,
     channels_last: bool | str | None = "auto",
     cpu_threads: int | None = None,
+    *,
+    training: bool = False,
 ) -> Runtime:
     """Pick device and precision and configure torch for them.
 
     ``auto`` precision means bf16 autocast on GPUs that support it, fp16 (with a grad scaler) on
-    older GPUs, and float32 on CPU, where bf16 autocast is usually slower than float32.
+    older GPUs. On CPU it means bf16 autocast for training where the CPU has native bf16 (the U-Net's
+    training step measured 1.7x float32's images/s on an AVX512-BF16 2-core CPU, and a 10-minute budget
+    then reached 14.2 instead of 18.8 degrees on held-out scenes), else float32; CPU inference stays float32.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision {precision!r} is not one of {PRECISIONS}")
@@ -104,7 +121,7 @@ def select_runtime(
     else:
         torch.set_num_threads(cpu_threads or available_cpus())
         if precision == "auto":
-            precision = "fp32"
+            precision = "bf16" if training and cpu_has_native_bf16() else "fp32"
     amp = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
     return Runtime(device=dev, amp_dtype=amp, channels_last=_layout(channels_last))
 

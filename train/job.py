@@ -108,17 +108,21 @@ class TrainJob:
     stop: threading.Event = field(default_factory=threading.Event)
 
 
-def _runtime(config: TrainConfig, dist: Dist) -> Runtime:
+def training_runtime(config: TrainConfig, dist: Dist | None = None) -> Runtime:
+    """Device, precision and threads for training this process's share of the job (the one place they are
+    chosen for training; benchmarks and tests call it too, so they measure what a job runs)."""
+    dist = dist or Dist()
     if not dist.enabled:
         if note := cuda_fallback_note():
             log.warning("%s", note)
-        return select_runtime(config.precision, channels_last=config.channels_last)
+        return select_runtime(config.precision, channels_last=config.channels_last, training=True)
     import torch
 
     if torch.cuda.is_available():  # one GPU per process
-        return select_runtime(config.precision, device=f"cuda:{dist.local_rank}", channels_last=config.channels_last)
+        return select_runtime(config.precision, device=f"cuda:{dist.local_rank}", channels_last=config.channels_last,
+                              training=True)
     return select_runtime(config.precision, channels_last=config.channels_last,
-                          cpu_threads=max(1, available_cpus() // dist.local_world_size))
+                          cpu_threads=max(1, available_cpus() // dist.local_world_size), training=True)
 
 
 def build_job(spec: JobSpec, settings: TrainSettings | None = None,
@@ -129,7 +133,7 @@ def build_job(spec: JobSpec, settings: TrainSettings | None = None,
     settings = settings or TrainSettings()
     config, family, arch = parsed or spec.parse()
     dist = join(settings) if join else Dist()
-    return TrainJob(config, family, arch, spec.paths, _runtime(config, dist), dist, settings)
+    return TrainJob(config, family, arch, spec.paths, training_runtime(config, dist), dist, settings)
 
 
 def stop_on(job: TrainJob, *signals: signal.Signals) -> None:

@@ -33,12 +33,18 @@ def warmup_steps(config: TrainConfig, steps_per_epoch: int) -> int:
     return min(warmup, steps_per_epoch) if uses_budget(config) else warmup
 
 
-def planned_epochs(config: TrainConfig, first_epoch_seconds: float) -> int:
-    """Whole epochs that fit in ``max_minutes`` at the first epoch's pace, between 1 and ``epochs``."""
+def planned_epochs(config: TrainConfig, first_epoch_seconds: float, steady_epoch_seconds: float | None = None) -> int:
+    """Whole epochs that fit in ``max_minutes``, between 1 and ``epochs``.
+
+    The first epoch is over when this is decided and may have been slower than the rest (kernels chosen,
+    memory mapped, the first validation): what remains of the budget is divided by ``steady_epoch_seconds``,
+    the first epoch's pace after its first steps, when it was measured.
+    """
     if not uses_budget(config):
         return config.epochs
-    fit = math.floor(config.max_minutes * 60.0 * BUDGET_MARGIN / max(first_epoch_seconds, 1e-6))
-    return max(1, min(config.epochs, fit))
+    steady = max(steady_epoch_seconds or first_epoch_seconds, 1e-6)
+    left = config.max_minutes * 60.0 * BUDGET_MARGIN - first_epoch_seconds
+    return max(1, min(config.epochs, 1 + math.floor(left / steady)))
 
 
 def lr_factor(config: TrainConfig, total_steps: Callable[[], int], warmup: Callable[[], int]):

@@ -9,9 +9,8 @@ from __future__ import annotations
 import pytest
 
 from model.normals.synthetic import write_dataset
-from model.runtime import select_runtime
 from train.config import parse_hyperparameters
-from train.job import TrainJob, TrainPaths
+from train.job import TrainJob, TrainPaths, training_runtime
 from train.loop import run
 
 #: Measured on a 2-core CPU: the default recipe reaches 0.60x of the constant answer's error here in
@@ -29,7 +28,7 @@ def test_validation_error_on_another_scene_style_drops_far_below_the_constant_an
     config, family, arch = parse_hyperparameters(hps)
     channels = {"train": tmp_path / "train", "validation": tmp_path / "validation"}
     job = TrainJob(config, family, arch, TrainPaths(channels, tmp_path / "m", tmp_path / "d", tmp_path / "c"),
-                   select_runtime(config.precision))
+                   training_runtime(config))
     summary = run(job)
     learned = summary["final_metrics"]["validation:mean_angular_error"]
     baseline = summary["constant_baseline"]["mean_angular_error"]

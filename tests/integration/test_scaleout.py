@@ -18,10 +18,9 @@ import torch
 
 from container import distributed
 from model.normals.synthetic import write_dataset
-from model.runtime import select_runtime
 from tests.integration.scaleout_support import TINY, FifoFeeder, free_port, tar_shard, write_spec
 from train.config import parse_hyperparameters
-from train.job import TrainJob, TrainPaths
+from train.job import TrainJob, TrainPaths, training_runtime
 from train.loop import run
 from train.settings import TrainSettings, settings_from_env
 
@@ -115,7 +114,7 @@ def _pipe_job(tmp_path: Path, hps: dict, channels: dict[str, Path], pipe: set[st
     config, family, arch = parse_hyperparameters(hps)
     paths = TrainPaths(channels, tmp_path / "model", tmp_path / "data", tmp_path / "checkpoints",
                        pipe=frozenset(pipe))
-    return TrainJob(config, family, arch, paths, select_runtime(config.precision, channels_last=config.channels_last),
+    return TrainJob(config, family, arch, paths, training_runtime(config),
                     settings=settings or TrainSettings())
 
 

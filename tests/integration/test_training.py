@@ -11,11 +11,10 @@ import torch
 from model.artifact import load_model_dir
 from model.normals.family import SurfaceNormals
 from model.normals.synthetic import write_dataset
-from model.runtime import select_runtime
 from tests.tinygrey.family import TinyGrey, write_tiny_dataset
 from train.config import parse_hyperparameters
 from train.errors import TrainingStopped, UserError
-from train.job import TrainJob, TrainPaths
+from train.job import TrainJob, TrainPaths, training_runtime
 from train.loop import Trainer, run
 
 TINY = {"epochs": "2", "batch_size": "4", "image_size": "32", "base_channels": "4", "depth": "2",
@@ -35,7 +34,7 @@ def make_job(tmp: Path, hps: dict, channels: dict, family_override=None) -> Trai
     config, family, arch = parse_hyperparameters(hps)
     family = family_override or family
     paths = TrainPaths(channels, tmp / "model", tmp / "data", tmp / "checkpoints")
-    return TrainJob(config, family, arch, paths, select_runtime(config.precision, channels_last=config.channels_last))
+    return TrainJob(config, family, arch, paths, training_runtime(config))
 
 
 def test_tiny_run_writes_a_servable_model_and_outputs(tmp_path, scenes, capsys):

@@ -24,3 +24,11 @@ def test_planned_epochs_fill_the_budget_between_one_and_epochs():
     assert planned_epochs(config, 1.0) == 40
     assert planned_epochs(config, 10_000.0) == 1
     assert planned_epochs(TrainConfig(epochs=7, max_minutes=0), 1.0) == 7
+
+
+def test_a_slow_first_epoch_does_not_shrink_the_plan_when_its_later_pace_is_known():
+    config = TrainConfig(epochs=100, max_minutes=10)
+    # 600 s x 0.97 = 582 s; the first epoch took 20 s but ran at 15 s per epoch once warm: 1 + (562 // 15).
+    assert planned_epochs(config, 20.0, steady_epoch_seconds=15.0) == 38
+    assert planned_epochs(config, 20.0) == planned_epochs(config, 20.0, steady_epoch_seconds=20.0) == 29
+    assert planned_epochs(config, 700.0, steady_epoch_seconds=1.0) == 1
