@@ -2,6 +2,7 @@
 
     python -m bench.quality_bench [--recipes default,previous] [--minutes 10] [--train 256] [--val 64]
                                   [--size 128] [--train-style default] [--val-style heldout] [--data DIR]
+                                  [--keep DIR]
 
 Each recipe is a set of hyperparameters run through the real training loop in this process (files
 decoded once, in memory), with ``max_minutes`` set to the budget. The budget is stated for a machine on
@@ -124,6 +125,7 @@ def main() -> None:
     parser.add_argument("--train-style", default="default")
     parser.add_argument("--val-style", default="heldout")
     parser.add_argument("--data", type=Path, help="keep generated scenes here between runs")
+    parser.add_argument("--keep", type=Path, help="keep each recipe's model, panels and curve in DIR/<recipe>")
     args = parser.parse_args()
     names = [n for n in args.recipes.split(",") if n]
     unknown = sorted(set(names) - set(RECIPES))
@@ -136,7 +138,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         channels = make_data(args.data or Path(tmp) / "data", args)
         for name in names:
-            print_result(run_recipe(name, channels, args, Path(tmp)))
+            print_result(run_recipe(name, channels, args, args.keep or Path(tmp)))
     print(f"\nreference speed after the last recipe: {reference_speed():.1f} images/s")
 
 

@@ -59,3 +59,13 @@ def test_resumed_budgeted_run_keeps_its_plan_and_matches_an_uninterrupted_one(tm
     a, b = _weights(tmp_path / "a" / "model"), _weights(tmp_path / "b" / "model")
     assert all(torch.equal(a[k], b[k]) for k in a)  # the saved model is the weight average
     assert resumed["final_metrics"] == straight["final_metrics"]
+
+
+def test_a_slow_start_does_not_shrink_the_plan(tmp_path, scenes):  # noqa: F811
+    # The first step takes 10 s (kernels picked, memory grown), every later one 1 s. Timing the whole first
+    # epoch (17 s) would plan floor(58.2 / 17) = 3 epochs; at the pace after the first steps (8 s an epoch)
+    # what is left of the budget holds 5 more: 6.
+    hps = {**BUDGET, "epochs": "10", "batch_size": "1"}  # 8 training scenes: 8 steps an epoch
+    trainer = Trainer(make_job(tmp_path, hps, {"train": scenes / "train"}))
+    trainer.clock = lambda: trainer.progress.step + (9.0 if trainer.progress.step else 0.0)
+    assert trainer.fit()["epochs"] == 6
