@@ -44,6 +44,8 @@ RECIPES: dict[str, dict[str, str]] = {
     # What `{}` trained before: 7.2 M parameters, 1 - cos loss, no coordinates, no weight average.
     "previous": {"base_channels": "32", "coord_channels": "false", "ema_decay": "0",
                  "model_family": "bench.quality_bench:CosineLossNormals"},
+    # The default in float32: what `{}` trains on CPUs without native bf16 (and did everywhere before).
+    "fp32": {"precision": "fp32"},
     "no-coords": {"coord_channels": "false"},
     "cosine-loss": {"model_family": "bench.quality_bench:CosineLossNormals"},
     "ema": {"ema_decay": "0.995"},

@@ -55,3 +55,8 @@ def test_cpu_layout_is_channels_last_for_inference_and_for_training_only_up_to_t
     assert cpu.for_model(large, training=False).channels_last is True
     assert select_runtime("fp32", device="cpu", channels_last="false").for_model(small, training=False).channels_last \
         is False
+
+
+def test_bf16_cpu_training_is_channels_last_at_any_width():
+    large = nn.Linear(CPU_TRAINING_CHANNELS_LAST_MAX_PARAMETERS, 1)
+    assert select_runtime("bf16", device="cpu").for_model(large, training=True).channels_last is True
