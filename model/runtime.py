@@ -51,6 +51,11 @@ class Runtime:
         parameters = sum(p.numel() for p in model.parameters())
         return dataclasses.replace(self, channels_last=parameters <= CPU_TRAINING_CHANNELS_LAST_MAX_PARAMETERS)
 
+    def for_inference(self) -> Runtime:
+        """This runtime as serving runs the same network by default: CPU inference is float32 (``auto`` picks bf16
+        for CPU training only), so predictions made after training match what an endpoint answers."""
+        return self if self.is_cuda else dataclasses.replace(self, amp_dtype=None)
+
     def describe(self) -> str:
         dtype = str(self.amp_dtype).removeprefix("torch.") if self.amp_dtype else "float32"
         name = torch.cuda.get_device_name(self.device) if self.is_cuda else "cpu"

@@ -92,11 +92,13 @@ def build_baseline(family: ModelFamily, network: nn.Module, runtime: Runtime, pr
 def write_baseline(job: Any, network: nn.Module, runtime: Runtime, splits: Any) -> Path | None:
     """Write ``drift_baseline.json`` into the job's model directory; the path, or None when nothing to summarise.
 
-    ``runtime`` is the trainer's, the one ``network`` was placed with (its layout decided). ``job`` is a
+    ``runtime`` is the trainer's, the one ``network`` was placed with (its layout decided); predictions run in the
+    precision serving uses (``Runtime.for_inference``). ``job`` is a
     ``train.loop.TrainJob`` and ``splits`` a ``train.data.Splits`` (typed loosely: the loop imports us).
     """
     preprocessing = job.family.preprocessing(job.arch, job.config.image_size)
-    baseline = build_baseline(job.family, network, runtime, preprocessing, splits.train, splits.validation)
+    baseline = build_baseline(job.family, network, runtime.for_inference(), preprocessing, splits.train,
+                              splits.validation)
     if baseline is None:
         log.info("no drift baseline: no training sample has an input image this module can read")
         return None

@@ -57,7 +57,8 @@ class TrainConfig:
     augment: bool = _hp(True, "Random zoomed crops, left-right mirroring and colour jitter during training.")
     data_workers: int = _hp(-1, "DataLoader worker processes; -1 = none once the data is decoded in memory, "
                             "else min(4, CPUs).", lambda v: -1 <= v <= 64, "-1..64")
-    precision: str = _hp("auto", "auto (bf16 on GPUs that have it, else fp16; fp32 on CPU), fp32, bf16, fp16.",
+    precision: str = _hp("auto", "auto (bf16 on GPUs that have it, else fp16; on CPUs bf16 where they compute it "
+                         "natively (AVX512-BF16, AMX), else fp32), fp32, bf16, fp16.",
                          lambda v: v in PRECISIONS, " | ".join(PRECISIONS))
     channels_last: str = _hp("auto", "NHWC memory layout: auto (where measured faster, see model/runtime.py), "
                              "true, false.", lambda v: v.lower() in ("auto", "true", "false"), "auto | true | false")

@@ -60,3 +60,9 @@ def test_cpu_layout_is_channels_last_for_inference_and_for_training_only_up_to_t
 def test_bf16_cpu_training_is_channels_last_at_any_width():
     large = nn.Linear(CPU_TRAINING_CHANNELS_LAST_MAX_PARAMETERS, 1)
     assert select_runtime("bf16", device="cpu").for_model(large, training=True).channels_last is True
+
+
+def test_inference_after_bf16_cpu_training_runs_in_float32_as_serving_does():
+    trained = select_runtime("bf16", device="cpu", training=True).for_model(nn.Conv2d(3, 8, 3), training=True)
+    serving = trained.for_inference()
+    assert (serving.amp_dtype, serving.channels_last, serving.device) == (None, True, trained.device)
