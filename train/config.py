@@ -54,7 +54,7 @@ class TrainConfig:
     ema_decay: float = _hp(0.0, "Exponential moving average of the weights (e.g. 0.995), used for validation and "
                            "the saved model; 0 = off (measured no gain with the cosine schedule).",
                            lambda v: 0 <= v < 1, "[0, 1)")
-    augment: bool = _hp(True, "Random zoomed crops, left-right mirroring and colour jitter during training.")
+    augment: bool = _hp(True, "Random crops, left-right mirroring and colour jitter during training.")
     data_workers: int = _hp(-1, "DataLoader worker processes; -1 = none once the data is decoded in memory, "
                             "else min(4, CPUs).", lambda v: -1 <= v <= 64, "-1..64")
     precision: str = _hp("auto", "auto (bf16 on GPUs that have it, else fp16; on CPUs bf16 where they compute it "

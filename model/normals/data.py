@@ -5,11 +5,10 @@ A channel directory holds ``images/<stem>.png|jpg|jpeg``, ``normals/<stem>.png``
 
 Resize/crop rule: each sample is scaled so its shorter side equals ``image_size`` (image: bilinear
 with antialiasing; normals and mask: nearest, so no invalid pixel bleeds into a valid one), then cut
-to ``image_size`` x ``image_size``: the centre for evaluation. Training cuts a random window of
-``image_size / zoom`` (zoom in [1, 1.3]) and scales it to ``image_size``, mirrors half the samples
-left-right (negating the normals' x component) and jitters brightness, contrast, colour and gamma
-(see ``augment.py`` for why the normals stay consistent). Each sample is decoded once per job and
-kept in memory while that fits (``memory.py``).
+to ``image_size`` x ``image_size``: the centre for evaluation, a random window for training. Training
+also mirrors half the samples left-right (negating the normals' x component) and jitters brightness,
+contrast, colour and gamma (see ``augment.py`` for why the normals stay consistent). Each sample is
+decoded once per job and kept in memory while that fits (``memory.py``).
 """
 
 from __future__ import annotations
@@ -199,9 +198,9 @@ def finish_item(img: torch.Tensor, nrm: torch.Tensor, val: torch.Tensor, image_s
     # loader workers see exactly the same crops and flips.
     if augment:
         rng = np.random.default_rng([seed, epoch, index])
-        top, left, side = aug.random_window(*img.shape[-2:], image_size, rng, zoom=True)
-        window = (..., slice(top, top + side), slice(left, left + side))
-        img, nrm, val = aug.scale_window(img[window], nrm[window], val[window], image_size)
+        top, left = aug.random_window(*img.shape[-2:], image_size, rng)
+        window = (..., slice(top, top + image_size), slice(left, left + image_size))
+        img, nrm, val = img[window], nrm[window], val[window]
         if rng.random() < 0.5:
             img, nrm, val = aug.mirror(img, nrm, val)
         img = aug.photometric(img, rng)

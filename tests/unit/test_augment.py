@@ -1,8 +1,8 @@
 """Every geometric augmentation must move the normals with the pixels: checked against a rendered truth.
 
 A sphere seen by a pinhole camera is rendered analytically. Mirroring the picture must give the picture
-of the mirrored scene (sphere at -x), and zooming into the centre must give the picture of the same
-scene through a longer lens, with the normals unchanged.
+of the mirrored scene (sphere at -x); a random crop must keep every pixel's normal (the same camera with a
+shifted principal point).
 """
 
 from __future__ import annotations
@@ -47,17 +47,20 @@ def test_mirroring_gives_the_normals_of_the_mirrored_scene():
     assert torch.allclose(flipped, expected, atol=1e-5)
 
 
-def test_zooming_into_the_centre_keeps_normals_like_a_longer_lens():
-    size, zoom, tan = 96, 1.5, np.tan(np.deg2rad(30))
-    nrm, val = render_sphere_normals(size, (0.3, -0.2, -3.0), 1.0, tan)
-    expected, expected_val = render_sphere_normals(64, (0.3, -0.2, -3.0), 1.0, tan / zoom)
-    side = round(size / zoom)
-    window = (..., slice((size - side) // 2, (size + side) // 2), slice((size - side) // 2, (size + side) // 2))
-    _, zoomed, zoomed_val = aug.scale_window(torch.rand(3, size, size)[window], nrm[window], val[window], 64)
-    both = zoomed_val * expected_val
-    assert float((zoomed_val != expected_val).float().mean()) < 0.02  # only the silhouette's pixel steps
-    # Nearest sampling picks a neighbouring pixel's normal: within a pixel's change of angle.
-    assert _fraction_close(zoomed, expected, both, tol_deg=3.0) > 0.99
+def test_a_training_crop_keeps_each_pixels_normal_or_mirrors_it():
+    nrm, val = render_sphere_normals(64, (0.3, -0.2, -3.0), 1.0, np.tan(np.deg2rad(30)))
+    img = torch.rand(3, 64, 64)
+    for epoch in range(8):
+        item = finish_item(img, nrm, val, 48, True, seed=3, epoch=epoch, index=0)
+        out = item["normals"]
+        found = [(top, left, m) for top in range(17) for left in range(17) for m in (False, True)
+                 if torch.allclose(out, _window(nrm, top, left, 48, m), atol=1e-6)]
+        assert found, f"epoch {epoch}: the crop's normals are no window of the truth, mirrored or not"
+
+
+def _window(nrm: torch.Tensor, top: int, left: int, size: int, mirrored: bool) -> torch.Tensor:
+    w = nrm[:, top : top + size, left : left + size]
+    return w.flip(-1) * torch.tensor([-1.0, 1.0, 1.0]).view(3, 1, 1) if mirrored else w
 
 
 def test_augmented_items_only_mirror_or_keep_the_normals():
