@@ -4,7 +4,8 @@
 
 Starts the image as serve_bench.py does (``docker run --network host ... IMAGE serve``, its defaults) and reads
 ``/proc/<pid>/smaps_rollup`` of the master and of each worker at three moments: idle (every worker accepting,
-no request yet), after one 256 x 256 prediction per worker, and after a closed loop at concurrency 16. Per
+no request yet), after one 256 x 256 prediction per worker, after a closed loop at concurrency 16 and after
+--idle seconds without requests (an idle worker returns its free heap: serve/heap.py). Per
 process it splits RSS into anonymous memory (Python heap, model weights, malloc arenas holding the forward's
 buffers) and file-backed pages (torch's and Python's shared libraries), and PSS (shared pages divided among their
 sharers: the container's real footprint) the same way; then the container's cgroup usage and the largest
@@ -29,16 +30,18 @@ sys.path[:0] = [str(REPO), str(REPO / "bench")]
 from serve_load import Call, closed_loop, first_prediction  # noqa: E402
 from serve_peers import ImageServer  # noqa: E402
 
-FIELDS = ("Rss", "Anonymous", "Pss", "Pss_Anon", "Pss_File")
+FIELDS = ("Rss", "Anonymous", "Rss_File", "Pss", "Pss_Anon", "Pss_File", "Uss")
 
 
 def rollup(pid: int) -> dict[str, float]:
-    """MiB per smaps_rollup field of ``pid`` (RSS_File is RSS less anonymous pages)."""
+    """MiB per smaps_rollup field of ``pid``, with Rss_File (RSS less anonymous pages) and Uss (private pages:
+    what the process alone holds, freed when it exits)."""
     values = {}
     for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
         name, _, rest = line.partition(":")
         values[name] = int(rest.split()[0]) / 1024
     values["Rss_File"] = values["Rss"] - values["Anonymous"]
+    values["Uss"] = values["Private_Clean"] + values["Private_Dirty"]
     return values
 
 
@@ -66,8 +69,8 @@ def cgroup_mib(cid: str) -> str:
 def show(moment: str, cid: str) -> None:
     procs = processes(cid)
     print(f"\n{moment}  ({cgroup_mib(cid)})")
-    print("| process | " + " | ".join(f"{f} MiB" for f in (*FIELDS, "Rss_File")) + " |")
-    total = dict.fromkeys((*FIELDS, "Rss_File"), 0.0)
+    print("| process | " + " | ".join(f"{f} MiB" for f in FIELDS) + " |")
+    total = dict.fromkeys(FIELDS, 0.0)
     for name, pid in procs.items():
         r = rollup(pid)
         for f in total:
@@ -98,6 +101,7 @@ def main() -> None:
     ap.add_argument("--base-channels", type=int, default=32)
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--requests", type=int, default=96)
+    ap.add_argument("--idle", type=float, default=3.0, help="seconds without requests before the last reading")
     ap.add_argument("--env", action="append", default=[], help="KEY=VALUE for the container")
     args = ap.parse_args()
     from serve_bench import free_port, make_model
@@ -129,6 +133,8 @@ def main() -> None:
             done = closed_loop(port, call, 16, args.requests, answer)
             show(f"after {args.requests} requests at concurrency 16 ({done['req_per_s']:.2f} req/s, "
                  f"{done['errors']} errors)", running.cid)
+            time.sleep(args.idle)  # the condition measured: a worker that has had nothing to do for a while
+            show(f"after {args.idle:g} s without requests", running.cid)
             largest_mappings(processes(running.cid)["worker 1"])
         finally:
             running.stop()
