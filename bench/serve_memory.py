@@ -19,6 +19,7 @@ import io
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -79,6 +80,32 @@ def show(moment: str, cid: str) -> None:
     print("| **sum** | " + " | ".join(f"**{v:.0f}**" for v in total.values()) + " |")
 
 
+class PeakWatch:
+    """The highest RSS and PSS summed over the container's processes, sampled every 0.25 s while in use."""
+
+    def __init__(self, cid: str) -> None:
+        self.cid, self.rss, self.pss = cid, 0.0, 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.25):
+            try:
+                found = [rollup(pid) for pid in processes(self.cid).values()]
+            except (OSError, StopIteration):
+                continue
+            self.rss = max(self.rss, sum(r["Rss"] for r in found))
+            self.pss = max(self.pss, sum(r["Pss"] for r in found))
+
+    def __enter__(self) -> PeakWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 def largest_mappings(pid: int, top: int = 8) -> None:
     """The file-backed mappings of ``pid`` with the most PSS (summed over a file's segments)."""
     by_file: dict[str, list[float]] = {}
@@ -130,9 +157,11 @@ def main() -> None:
             first_prediction(port, call, answer, time.monotonic(), running.alive)
             closed_loop(port, call, 2, 4, answer)
             show("after the first predictions (4 at concurrency 2)", running.cid)
-            done = closed_loop(port, call, 16, args.requests, answer)
+            with PeakWatch(running.cid) as peak:
+                done = closed_loop(port, call, 16, args.requests, answer)
             show(f"after {args.requests} requests at concurrency 16 ({done['req_per_s']:.2f} req/s, "
-                 f"{done['errors']} errors)", running.cid)
+                 f"{done['errors']} errors; peak sum during them: RSS {peak.rss:.0f} MiB, PSS {peak.pss:.0f} MiB)",
+                 running.cid)
             time.sleep(args.idle)  # the condition measured: a worker that has had nothing to do for a while
             show(f"after {args.idle:g} s without requests", running.cid)
             largest_mappings(processes(running.cid)["worker 1"])
