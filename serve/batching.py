@@ -8,6 +8,10 @@ keeps a worker at one model pass at a time while its HTTP threads stay free for 
 
 With ``small_batch_elements`` set, small inputs are grouped up to that many elements in total whatever
 ``max_batch_size`` says: a batch of 20,000 1x1 records would otherwise pay a pass's fixed cost per record.
+
+With ``on_idle`` set, the inference thread calls it once whenever it has run no pass for ``idle_after_s``
+seconds since its last pass (or since it started: the model load's garbage): the worker then returns the
+forward's freed buffers to the OS (``serve.heap``) without paying for it while requests keep coming.
 """
 
 from __future__ import annotations
@@ -62,6 +66,8 @@ class Batcher:
         max_delay_s: float = 0.0,
         on_batch: Callable[[int], None] | None = None,
         small_batch_elements: int = 0,
+        on_idle: Callable[[], object] | None = None,
+        idle_after_s: float = 1.0,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
@@ -70,6 +76,8 @@ class Batcher:
         self.max_delay_s = max(0.0, max_delay_s)
         self._on_batch = on_batch
         self.small_batch_elements = small_batch_elements
+        self._on_idle, self._idle_after_s = on_idle, idle_after_s
+        self._worked = True  # the load and warm-up before start() left garbage too
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self._pending: deque[_Item] = deque()
         self._thread = threading.Thread(target=self._run, name="inference", daemon=True)
@@ -110,7 +118,21 @@ class Batcher:
 
     # -- the inference thread --------------------------------------------------------------------------
     def _next(self) -> _Item | None:
-        return self._pending.popleft() if self._pending else self._queue.get()
+        if self._pending:
+            return self._pending.popleft()
+        if self._on_idle is not None and self._worked:
+            try:
+                return self._queue.get(timeout=self._idle_after_s)
+            except queue.Empty:
+                self._idle()
+        return self._queue.get()
+
+    def _idle(self) -> None:
+        self._worked = False
+        try:
+            self._on_idle()  # type: ignore[misc]
+        except Exception:  # housekeeping: it must never stop the inference thread
+            log.exception("the idle hook failed")
 
     def _room(self, group: list[_Item]) -> bool:
         return len(group) < self.max_batch_size or (len(group) + 1) * group[0].elements <= self.small_batch_elements
@@ -146,6 +168,7 @@ class Batcher:
                 group = [it for it in self._gather(head) if it.future.set_running_or_notify_cancel()]
                 if not group:
                     continue
+                self._worked = True
                 out = self._forward(torch.stack([it.tensor for it in group]))
             except BaseException as exc:  # handed to the waiting requests, which log and answer 500
                 # The thread itself must live on: without it every later request of this worker would hang.
@@ -164,7 +187,9 @@ class Batcher:
 
 def make_batcher(predictor: Predictor, settings: ServeSettings, metrics: ServeMetrics | None = None) -> Batcher:
     """A worker's batcher around ``predictor.forward``, not yet started: sizes from the settings, else the
-    device's defaults; each pass's size goes to ``metrics``."""
+    device's defaults; each pass's size goes to ``metrics``; an idle spell returns the free heap to the OS."""
+    from serve.heap import IDLE_TRIM_AFTER_S, heap_trimmer
+
     size, delay_ms = batching_defaults(predictor.device_type)
     return Batcher(
         predictor.forward,
@@ -172,4 +197,6 @@ def make_batcher(predictor: Predictor, settings: ServeSettings, metrics: ServeMe
         max_delay_s=(settings.max_batch_delay_ms if settings.max_batch_delay_ms is not None else delay_ms) / 1000,
         on_batch=metrics.batch_size.observe if metrics else None,
         small_batch_elements=SMALL_BATCH_ELEMENTS,
+        on_idle=heap_trimmer(),
+        idle_after_s=IDLE_TRIM_AFTER_S,
     )

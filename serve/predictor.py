@@ -18,6 +18,7 @@ import torch
 
 from model.artifact import LoadedModel, load_model_dir
 from model.runtime import Runtime, select_runtime
+from serve.fusion import fold_batch_norms
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +28,10 @@ class Predictor:
         self.family = loaded.family
         self.preprocessing: dict[str, Any] = loaded.preprocessing
         self.meta = loaded.meta
-        network = loaded.network.to(runtime.device)
+        # The predictor owns ``loaded.network``: folded, moved and converted in place, never trained again.
+        network = loaded.network
+        self.folded_batch_norms = fold_batch_norms(network)
+        network = network.to(runtime.device)
         self.runtime = runtime = runtime.for_model(network, training=False)
         if runtime.channels_last:
             network = network.to(memory_format=torch.channels_last)
@@ -54,7 +58,8 @@ class Predictor:
 
     def describe(self) -> str:
         threads = f" threads={torch.get_num_threads()}" if not self.runtime.is_cuda else ""
-        return f"{self.runtime.describe()}{threads} family={self.meta.get('family')}"
+        return (f"{self.runtime.describe()}{threads} family={self.meta.get('family')} "
+                f"batchnorms_folded={self.folded_batch_norms}")
 
     # -- the three stages ------------------------------------------------------------------------------
     def prepare(self, image: np.ndarray) -> torch.Tensor:
