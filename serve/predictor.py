@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from model import inference
 from model.artifact import LoadedModel, load_model_dir
 from model.runtime import Runtime, select_runtime
 from serve.fusion import fold_batch_norms
@@ -64,23 +65,15 @@ class Predictor:
     # -- the three stages ------------------------------------------------------------------------------
     def prepare(self, image: np.ndarray) -> torch.Tensor:
         """One checked HxWx3 image to a CxH'xW' float32 CPU tensor (padding etc. by the family)."""
-        if not image.flags.writeable:  # decoded straight from the request buffer; torch wants to own it
-            image = image.copy()
-        return self.family.to_input(image, self.preprocessing)
+        return inference.prepare(self.family, self.preprocessing, image)
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
         """NxCxHxW inputs (one shape) to float32 CPU outputs, in one pass."""
-        with torch.inference_mode():
-            x = batch.to(self.runtime.device, non_blocking=True)
-            if self.runtime.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with self.runtime.autocast():
-                out = self.network(x)
-            return out.float().cpu()
+        return inference.forward(self.network, self.runtime, batch)
 
     def finish(self, output: torch.Tensor, image_shape: tuple[int, ...]) -> np.ndarray:
         """One output back to an HxWx3 float32 array the size of the request image."""
-        return np.ascontiguousarray(self.family.from_output(output, image_shape), dtype=np.float32)
+        return inference.finish(self.family, output, image_shape)
 
     def summarize_prediction(self, prediction: np.ndarray) -> Any:
         """The family's drift summary of one prediction (None if it keeps none): see ``serve.drift``."""
