@@ -43,7 +43,7 @@ def fold_batch_norms(network: nn.Module) -> int:
     """
     network.eval()
     count = 0
-    for module in [m for m in network.modules() if isinstance(m, nn.Sequential)]:
+    for module in [m for m in network.modules() if type(m) is nn.Sequential]:  # a subclass may forward otherwise
         names = list(module._modules)
         for first, second in itertools.pairwise(names):
             conv, bn = module._modules[first], module._modules[second]

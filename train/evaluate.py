@@ -43,11 +43,13 @@ class Evaluator:
 
     @torch.inference_mode()
     def evaluate(self, model: nn.Module, samples: Any, split: str, validation_source: str,
-                 panels: int = 0) -> tuple[dict[str, float], list]:
+                 panels: int = 0, final: bool = False) -> tuple[dict[str, float], list]:
         """``model``: the bare network or the weight average, never the DDP wrapper: ranks may hold different
         numbers of evaluation batches (host-local shards), and DDP's forward would broadcast BatchNorm
-        buffers collectively."""
-        job, rt = self.job, self.runtime
+        buffers collectively. ``final``: in the precision serving uses (float32 on a CPU after bf16
+        training), so the reported final metrics are those of the answers an endpoint gives."""
+        job = self.job
+        rt = self.runtime.for_inference() if final else self.runtime
         loader = self._loader(samples, split, validation_source)
         model.eval()
         metrics = job.family.metrics()

@@ -76,8 +76,10 @@ class Trainer:
         self.model = wrap_for_training(job, self.raw_model, self.runtime)
         self.evaluator = Evaluator(job, self.scope, self.runtime)
         self.clock = time.perf_counter  # replaceable in tests
-        #: (clock, step) after the first epoch's first few steps: the steady pace the time budget plans with.
+        #: (clock, step) after the first epoch's first few steps, and the clock when its last step ended: the
+        #: steady pace the time budget plans with.
         self._pace_mark: tuple[float, int] | None = None
+        self._first_steps_end: float | None = None
 
     @property
     def splits(self) -> Splits:
@@ -142,6 +144,8 @@ class Trainer:
                 self._fold(*window.take())
                 self.save_checkpoint()
         del batches  # closes a Pipe stream that other ranks' shorter streams cut short
+        if p.planned_epochs == 0 and self._pace_mark is not None and self._first_steps_end is None:
+            self._first_steps_end = self.clock()
         self._fold(*window.take())
         if rt.is_cuda:
             torch.cuda.synchronize()
@@ -159,12 +163,16 @@ class Trainer:
             self._pace_mark = (self.clock(), p.step)
 
     def _steady_epoch_seconds(self, now: float, fit_start_step: int) -> float | None:
-        """The first epoch's length at the pace after its first steps; None if the whole epoch was not seen."""
-        if self._pace_mark is None or fit_start_step != 0:
+        """The first epoch's length at the pace after its first steps (validation counted once); None if the
+        whole epoch was not seen."""
+        if self._pace_mark is None or self._first_steps_end is None or fit_start_step != 0:
             return None
         mark, marked_step = self._pace_mark
         steps = self.progress.step
-        return (now - mark) * steps / max(steps - marked_step, 1) if steps > marked_step else None
+        if steps <= marked_step:
+            return None
+        training = (self._first_steps_end - mark) * steps / (steps - marked_step)
+        return training + (now - self._first_steps_end)
 
     def _log_window(self, window: LossWindow) -> None:
         start, (window_loss, images) = window.start, window.take()
@@ -189,8 +197,9 @@ class Trainer:
         # Not the DDP wrapper: ranks may hold different numbers of evaluation batches.
         return self.weights if self.parts.ema or self.job.dist.enabled else self.model
 
-    def evaluate(self, samples, split: str, panels: int = 0) -> tuple[dict[str, float], list]:
-        return self.evaluator.evaluate(self._eval_model(), samples, split, self.splits.validation_source, panels)
+    def evaluate(self, samples, split: str, panels: int = 0, final: bool = False) -> tuple[dict[str, float], list]:
+        return self.evaluator.evaluate(self._eval_model(), samples, split, self.splits.validation_source, panels,
+                                       final)
 
     def _announce(self, resumed: bool) -> None:
         job, c, p, splits = self.job, self.job.config, self.progress, self.splits
@@ -244,9 +253,9 @@ class Trainer:
         final: dict[str, float] = {}
         panels: list = []
         if self._anywhere(self.splits.validation):
-            final, panels = self.evaluate(self.splits.validation, "validation", panels=c.panels)
+            final, panels = self.evaluate(self.splits.validation, "validation", panels=c.panels, final=True)
         if self._anywhere(self.splits.test):
-            test_metrics, _ = self.evaluate(self.splits.test, "test")
+            test_metrics, _ = self.evaluate(self.splits.test, "test", final=True)
             final.update(test_metrics)
             if job.dist.is_main:
                 metrics_log.emit(self.progress.planned_epochs, test_metrics)

@@ -42,7 +42,7 @@ def planned_epochs(config: TrainConfig, first_epoch_seconds: float, steady_epoch
     """
     if not uses_budget(config):
         return config.epochs
-    steady = max(steady_epoch_seconds or first_epoch_seconds, 1e-6)
+    steady = max(min(steady_epoch_seconds or first_epoch_seconds, first_epoch_seconds), 1e-6)
     left = config.max_minutes * 60.0 * BUDGET_MARGIN - first_epoch_seconds
     return max(1, min(config.epochs, 1 + math.floor(left / steady)))
 

@@ -14,7 +14,7 @@ Left out on purpose:
   and shading is one of the cues the model learns.
 - Zoom (a smaller window scaled up: a longer focal length, normals unchanged). It was the default until
   measured: with a 10-minute budget, random zooms of 1-1.3x cost 1.4 deg of mean error on unseen scenes of
-  the training style (14.0 vs 12.6 deg, 65% vs 70% within 11.25 deg) and 1.3 deg across styles (17.2 vs
+  the training style (14.1 vs 12.6 deg, 65% vs 70% within 11.25 deg) and 1.3 deg across styles (17.2 vs
   15.9 deg): the model is limited by compute there, and zoomed crops are blurred, unlike the images it
   is judged on.
 """

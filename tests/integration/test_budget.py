@@ -69,3 +69,21 @@ def test_a_slow_start_does_not_shrink_the_plan(tmp_path, scenes):  # noqa: F811
     trainer = Trainer(make_job(tmp_path, hps, {"train": scenes / "train"}))
     trainer.clock = lambda: trainer.progress.step + (9.0 if trainer.progress.step else 0.0)
     assert trainer.fit()["epochs"] == 6
+
+
+def test_the_first_validation_is_counted_once_in_the_pace(tmp_path, scenes):  # noqa: F811
+    # 4 steps an epoch: the first takes 10 s, the others 1 s, and each validation 5 s. A steady epoch is 4 + 5 =
+    # 9 s; scaling the validation with the steps too would call it 24 s and plan 2 epochs instead of
+    # 1 + floor((58.2 - 18) / 9) = 5.
+    hps = {**BUDGET, "epochs": "10", "batch_size": "2"}
+    trainer = Trainer(make_job(tmp_path, hps, {"train": scenes / "train"}))
+    validated = [0.0]
+    evaluate = trainer.evaluate
+
+    def slow_evaluate(*args, **kwargs):
+        validated[0] += 5.0
+        return evaluate(*args, **kwargs)
+
+    trainer.evaluate = slow_evaluate
+    trainer.clock = lambda: trainer.progress.step + (9.0 if trainer.progress.step else 0.0) + validated[0]
+    assert trainer.fit()["epochs"] == 5

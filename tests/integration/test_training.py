@@ -121,3 +121,25 @@ def test_a_second_model_family_goes_through_the_same_train_and_load_path(tmp_pat
     assert isinstance(loaded.family, TinyGrey) and loaded.config.hidden == 3
     x = torch.rand(1, 3, 8, 8)
     assert loaded.network(x).shape == (1, 1, 8, 8)
+
+
+class AutocastRecorder(SurfaceNormals):
+    """Notes whether bf16 autocast was on each time the loss was computed (training and evaluation alike)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.autocast: list[bool] = []
+
+    def loss(self, outputs, batch):
+        self.autocast.append(torch.is_autocast_enabled("cpu"))
+        return super().loss(outputs, batch)
+
+
+def test_bf16_training_reports_final_metrics_in_the_precision_a_cpu_endpoint_serves(tmp_path, scenes):
+    if torch.cuda.is_available():
+        pytest.skip("GPU runtimes keep the training precision")
+    family = AutocastRecorder()
+    run(make_job(tmp_path, {**TINY, "precision": "bf16"}, {"train": scenes / "train", "test": scenes / "test"},
+                 family))
+    # The steps and the per-epoch validations ran under bf16; the final validation and test passes did not.
+    assert family.autocast[:-2] and all(family.autocast[:-2]) and family.autocast[-2:] == [False, False]
