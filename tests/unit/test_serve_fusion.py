@@ -91,3 +91,20 @@ def test_the_predictor_serves_a_trained_model_directory_folded_with_the_same_ans
     assert _batch_norms(predictor.network) == 0
     assert predictor.folded_batch_norms == _batch_norms(unfolded)
     assert np.allclose(predictor.predict([image])[0], expected, atol=1e-5)
+
+
+class _Residual(nn.Sequential):
+    """A Sequential subclass with its own forward: its children do not run one after the other."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self[1](x) + self[0](x)
+
+
+def test_a_sequential_subclass_with_its_own_forward_is_left_alone():
+    torch.manual_seed(0)
+    block = _Residual(nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4)).eval()
+    block[1].running_mean.uniform_(-1, 1)
+    x = torch.randn(1, 4, 6, 6)
+    before = block(x)
+    assert fold_batch_norms(block) == 0
+    assert torch.allclose(block(x), before)
