@@ -22,10 +22,9 @@ from pathlib import Path
 import torch
 
 from model.normals.synthetic import write_dataset
-from model.runtime import select_runtime
 from train.config import parse_hyperparameters
 from train.data import EpochSampler, make_loader
-from train.job import TrainJob, TrainPaths
+from train.job import TrainJob, TrainPaths, training_runtime
 from train.loop import Trainer
 
 
@@ -37,7 +36,7 @@ def hyperparameters(args) -> dict[str, str]:
 
 def ours(args, data: Path, out: Path) -> float:
     config, family, arch = parse_hyperparameters(hyperparameters(args))
-    runtime = select_runtime(config.precision, channels_last=config.channels_last, training=True)
+    runtime = training_runtime(config)
     trainer = Trainer(TrainJob(config, family, arch, TrainPaths({"train": data}, out / "m", out / "d", out / "c"),
                                runtime))
     rates = []
@@ -51,7 +50,7 @@ def bare(args, data: Path) -> float:
     config, family, arch = parse_hyperparameters(hyperparameters(args))
     torch.manual_seed(0)
     model = family.build(arch)
-    runtime = select_runtime(config.precision, channels_last=config.channels_last, training=True)
+    runtime = training_runtime(config)
     runtime = runtime.for_model(model, training=True)
     layout = torch.channels_last if runtime.channels_last else torch.contiguous_format
     model = model.to(runtime.device, memory_format=layout).train()
@@ -83,7 +82,7 @@ def bare(args, data: Path) -> float:
 def ceiling(args, steps: int = 6) -> dict[str, float]:
     """Images/s per layout stepping on in-memory tensors: nothing but the network (the max is the ceiling)."""
     config, family, arch = parse_hyperparameters(hyperparameters(args))
-    runtime = select_runtime(config.precision, training=True)
+    runtime = training_runtime(config)
     rates = {}
     for name, layout in (("nchw", torch.contiguous_format), ("channels_last", torch.channels_last)):
         torch.manual_seed(0)
@@ -122,7 +121,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workers", type=int, default=-1)
     args = parser.parse_args()
-    runtime = select_runtime(training=True)
+    runtime = training_runtime(parse_hyperparameters(hyperparameters(args))[0])
     print(f"{runtime.describe()}; torch {torch.__version__}; threads {torch.get_num_threads()}")
     print(f"{args.samples} samples {args.size}px, batch {args.batch}, base_channels {args.base_channels}, "
           f"{args.epochs} epochs x {args.rounds} rounds (interleaved)")

@@ -112,17 +112,19 @@ def training_runtime(config: TrainConfig, dist: Dist | None = None) -> Runtime:
     """Device, precision and threads for training this process's share of the job (the one place they are
     chosen for training; benchmarks and tests call it too, so they measure what a job runs)."""
     dist = dist or Dist()
+    device, cpu_threads = None, None
     if not dist.enabled:
         if note := cuda_fallback_note():
             log.warning("%s", note)
-        return select_runtime(config.precision, channels_last=config.channels_last, training=True)
-    import torch
+    else:
+        import torch
 
-    if torch.cuda.is_available():  # one GPU per process
-        return select_runtime(config.precision, device=f"cuda:{dist.local_rank}", channels_last=config.channels_last,
-                              training=True)
-    return select_runtime(config.precision, channels_last=config.channels_last,
-                          cpu_threads=max(1, available_cpus() // dist.local_world_size), training=True)
+        if torch.cuda.is_available():  # one GPU per process
+            device = f"cuda:{dist.local_rank}"
+        else:  # the host's cores shared by its processes
+            cpu_threads = max(1, available_cpus() // dist.local_world_size)
+    return select_runtime(config.precision, device=device, channels_last=config.channels_last, cpu_threads=cpu_threads,
+                          training=True)
 
 
 def build_job(spec: JobSpec, settings: TrainSettings | None = None,

@@ -76,9 +76,9 @@ class Trainer:
         self.model = wrap_for_training(job, self.raw_model, self.runtime)
         self.evaluator = Evaluator(job, self.scope, self.runtime)
         self.clock = time.perf_counter  # replaceable in tests
-        #: (clock, step) after the first epoch's first few steps, and the clock when its last step ended: the
+        #: The clock after the first epoch's first PACE_WARMUP_STEPS steps and when its last step ended: the
         #: steady pace the time budget plans with.
-        self._pace_mark: tuple[float, int] | None = None
+        self._pace_mark: float | None = None
         self._first_steps_end: float | None = None
 
     @property
@@ -144,11 +144,11 @@ class Trainer:
                 self._fold(*window.take())
                 self.save_checkpoint()
         del batches  # closes a Pipe stream that other ranks' shorter streams cut short
-        if p.planned_epochs == 0 and self._pace_mark is not None and self._first_steps_end is None:
-            self._first_steps_end = self.clock()
         self._fold(*window.take())
         if rt.is_cuda:
             torch.cuda.synchronize()
+        if p.planned_epochs == 0 and self._pace_mark is not None and self._first_steps_end is None:
+            self._first_steps_end = self.clock()
         elapsed = time.perf_counter() - epoch_start
         return epoch_images * self.job.dist.world_size / max(elapsed, 1e-9)
 
@@ -160,18 +160,17 @@ class Trainer:
         if p.planned_epochs == 0 and p.epoch == 0 and p.step == PACE_WARMUP_STEPS and self._pace_mark is None:
             if self.runtime.is_cuda:
                 torch.cuda.synchronize()
-            self._pace_mark = (self.clock(), p.step)
+            self._pace_mark = self.clock()
 
     def _steady_epoch_seconds(self, now: float, fit_start_step: int) -> float | None:
         """The first epoch's length at the pace after its first steps (validation counted once); None if the
         whole epoch was not seen."""
         if self._pace_mark is None or self._first_steps_end is None or fit_start_step != 0:
             return None
-        mark, marked_step = self._pace_mark
         steps = self.progress.step
-        if steps <= marked_step:
+        if steps <= PACE_WARMUP_STEPS:
             return None
-        training = (self._first_steps_end - mark) * steps / (steps - marked_step)
+        training = (self._first_steps_end - self._pace_mark) * steps / (steps - PACE_WARMUP_STEPS)
         return training + (now - self._first_steps_end)
 
     def _log_window(self, window: LossWindow) -> None:
