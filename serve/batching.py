@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from serve.errors import NotReady, Overloaded
+from serve.heap import IDLE_TRIM_AFTER_S, heap_trimmer
 from serve.settings import batching_defaults
 
 if TYPE_CHECKING:
@@ -188,8 +189,6 @@ class Batcher:
 def make_batcher(predictor: Predictor, settings: ServeSettings, metrics: ServeMetrics | None = None) -> Batcher:
     """A worker's batcher around ``predictor.forward``, not yet started: sizes from the settings, else the
     device's defaults; each pass's size goes to ``metrics``; an idle spell returns the free heap to the OS."""
-    from serve.heap import IDLE_TRIM_AFTER_S, heap_trimmer
-
     size, delay_ms = batching_defaults(predictor.device_type)
     return Batcher(
         predictor.forward,

@@ -96,15 +96,15 @@ def test_a_failing_idle_hook_does_not_stop_inference():
 
 
 def test_a_workers_batcher_trims_the_heap_once_idle(tmp_path, monkeypatch):
-    import serve.heap
+    import serve.batching
     from serve.batching import make_batcher
     from serve.predictor import Predictor
     from serve.settings import settings_from_env
     from tests.integration.serve_support import make_tiny_model_dir
 
     trims = []
-    monkeypatch.setattr(serve.heap, "heap_trimmer", lambda: lambda: trims.append(1) or True)
-    monkeypatch.setattr(serve.heap, "IDLE_TRIM_AFTER_S", 0.01)
+    monkeypatch.setattr(serve.batching, "heap_trimmer", lambda: lambda: trims.append(1) or True)
+    monkeypatch.setattr(serve.batching, "IDLE_TRIM_AFTER_S", 0.01)
     predictor = Predictor.from_model_dir(make_tiny_model_dir(tmp_path), device="cpu", cpu_threads=1)
     batcher = make_batcher(predictor, settings_from_env({})).start()
     try:
