@@ -8,7 +8,8 @@
 
 Prints images/s of each (median over interleaved rounds, first epoch of each run discarded as warm-up),
 ours / bare and ours / ceiling. Runs unchanged on CPU-only machines; on a CUDA machine it uses the GPU
-with the runtime's automatic precision (bf16 where supported).
+with the runtime's automatic precision (bf16 where supported) and also prints the share of our loop's wall
+time the GPU was busy (``bench/gpu_busy.py``; give ``--ceiling-steps 50`` or more there, a GPU step is short).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from bench.gpu_busy import BusySampler, fmt_share
 from model.normals.synthetic import write_dataset
 from train.config import parse_hyperparameters
 from train.data import EpochSampler, make_loader
@@ -34,16 +36,18 @@ def hyperparameters(args) -> dict[str, str]:
             "data_workers": str(args.workers), "base_channels": str(args.base_channels), "max_minutes": "0"}
 
 
-def ours(args, data: Path, out: Path) -> float:
+def ours(args, data: Path, out: Path) -> tuple[float, float | None]:
     config, family, arch = parse_hyperparameters(hyperparameters(args))
     runtime = training_runtime(config)
     trainer = Trainer(TrainJob(config, family, arch, TrainPaths({"train": data}, out / "m", out / "d", out / "c"),
                                runtime))
-    rates = []
-    for _ in range(args.epochs):
-        rates.append(trainer.train_epoch())
-        trainer.progress.next_epoch()
-    return statistics.median(rates[1:])
+    rates = [trainer.train_epoch()]  # warm-up
+    trainer.progress.next_epoch()
+    with BusySampler() as busy:
+        for _ in range(args.epochs - 1):
+            rates.append(trainer.train_epoch())
+            trainer.progress.next_epoch()
+    return statistics.median(rates[1:]), busy.share
 
 
 def bare(args, data: Path) -> float:
@@ -79,7 +83,7 @@ def bare(args, data: Path) -> float:
     return statistics.median(rates[1:])
 
 
-def ceiling(args, steps: int = 6) -> dict[str, float]:
+def ceiling(args) -> dict[str, float]:
     """Images/s per layout stepping on in-memory tensors: nothing but the network (the max is the ceiling)."""
     config, family, arch = parse_hyperparameters(hyperparameters(args))
     runtime = training_runtime(config)
@@ -93,7 +97,7 @@ def ceiling(args, steps: int = 6) -> dict[str, float]:
         batch = {"input": torch.randn(shape, device=runtime.device).contiguous(memory_format=layout),
                  "normals": torch.nn.functional.normalize(torch.randn(shape, device=runtime.device), dim=1),
                  "valid": torch.ones((args.batch, 1, args.size, args.size), dtype=torch.bool, device=runtime.device)}
-        start = 0.0
+        start, steps = 0.0, args.ceiling_steps
         for i in range(steps + 2):  # two warm-up steps
             if i == 2:
                 if runtime.is_cuda:
@@ -120,6 +124,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3, help="per run; the first is warm-up")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workers", type=int, default=-1)
+    parser.add_argument("--ceiling-steps", type=int, default=6, help="timed steps per layout (more on a GPU)")
     args = parser.parse_args()
     runtime = training_runtime(parse_hyperparameters(hyperparameters(args))[0])
     print(f"{runtime.describe()}; torch {torch.__version__}; threads {torch.get_num_threads()}")
@@ -128,18 +133,22 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "train"
         write_dataset(data, args.samples, args.size, seed=0)
-        a, b, c = [], [], []
+        a, b, c, busy = [], [], [], []
         for r in range(args.rounds):
             b.append(bare(args, data))
-            a.append(ours(args, data, Path(tmp) / f"run{r}"))
+            rate, share = ours(args, data, Path(tmp) / f"run{r}")
+            a.append(rate)
+            if share is not None:
+                busy.append(share)
             rates = ceiling(args)
             c.append(max(rates.values()))
             layouts = ", ".join(f"{k} {v:.1f}" for k, v in rates.items())
-            print(f"round {r + 1}: bare {b[-1]:.1f} images/s, ours {a[-1]:.1f} images/s, "
-                  f"ceiling {c[-1]:.1f} images/s ({layouts})")
+            print(f"round {r + 1}: bare {b[-1]:.1f} images/s, ours {a[-1]:.1f} images/s "
+                  f"(GPU busy {fmt_share(share)}), ceiling {c[-1]:.1f} images/s ({layouts})", flush=True)
     ma, mb, mc = statistics.median(a), statistics.median(b), statistics.median(c)
     print(f"median: bare {mb:.1f} images/s, ours {ma:.1f} images/s, ceiling {mc:.1f} images/s; "
-          f"ours/bare {ma / mb:.3f}, ours/ceiling {ma / mc:.3f}")
+          f"ours/bare {ma / mb:.3f}, ours/ceiling {ma / mc:.3f}; "
+          f"GPU busy in ours {fmt_share(statistics.median(busy) if busy else None)}")
 
 
 if __name__ == "__main__":
