@@ -27,6 +27,7 @@ from torch import nn
 from model import drift
 from model.artifact import atomic_write_bytes
 from model.family import ModelFamily
+from model.images import image_to_rgb8
 from model.inference import predict_one
 from model.runtime import Runtime
 
@@ -59,7 +60,7 @@ def raw_image(family: ModelFamily, sample: Any) -> np.ndarray | None:
     else:
         return None
     with Image.open(source) as im:
-        return np.array(im.convert("RGB"))  # writable: to_input hands it to torch
+        return image_to_rgb8(im)  # 16-bit grey scaled as training and serving read it, not clipped
 
 
 def build_baseline(family: ModelFamily, network: nn.Module, runtime: Runtime, preprocessing: dict[str, Any],

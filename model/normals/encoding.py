@@ -18,11 +18,11 @@ import png  # pypng: Pillow narrows 16-bit RGB PNGs to 8 bits, pypng keeps all 1
 from PIL import Image
 
 from model.family import DataFormatError
+from model.images import SIXTEEN_BIT_GREY, image_to_rgb8
 from model.normals.limits import check_dimensions
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_GREY_MODES = ("1", "L", "I", "I;16", "I;16B", "I;16L", "I;16N")
-_SIXTEEN_BIT_GREY = ("I", "I;16", "I;16B", "I;16L", "I;16N")
+_GREY_MODES = ("1", "L", *SIXTEEN_BIT_GREY)
 #: Pillow modes a mask may have (see mask_to_valid).
 MASK_MODES = (*_GREY_MODES, "LA", "P", "PA", "RGB", "RGBA")
 
@@ -47,15 +47,6 @@ def png_header(data: bytes) -> tuple[int, int, int, int] | None:
     if len(data) < 26 or not data.startswith(_PNG_SIGNATURE) or data[12:16] != b"IHDR":
         return None
     return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big"), data[24], data[25]
-
-
-def image_to_rgb8(img: Image.Image) -> np.ndarray:
-    """HxWx3 uint8 of any mode; 16-bit greyscale is scaled to 8 bits (Pillow's convert would clip it)."""
-    if img.mode in _SIXTEEN_BIT_GREY:
-        wide = np.clip(np.asarray(img, dtype=np.int64), 0, 65535)
-        grey = ((wide * 255 + 32767) // 65535).astype(np.uint8)
-        return np.repeat(grey[..., None], 3, axis=-1)
-    return np.array(img.convert("RGB"))  # a writable copy: torch.from_numpy needs one; alpha is dropped
 
 
 def read_rgb(path: Path | BinaryIO) -> np.ndarray:
