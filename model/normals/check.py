@@ -117,8 +117,9 @@ def _size_problem(sample: Sample, image: _Header, other: _Header, what: str) -> 
     text = f"{what} is {ow}x{oh} but its image {sample.image.name} is {iw}x{ih}"
     if image.orientation in _SWAPPED and other.size == (ih, iw):
         return (f"{text} as stored; the image only looks {ih}x{iw} because of its EXIF orientation tag "
-                f"({image.orientation}), which training ignores as serving does: save the image with the rotation "
-                "applied (e.g. PIL's ImageOps.exif_transpose, or `exiftran -ai`)")
+                f"({image.orientation}), which training ignores (serving applies it to requests, so the model "
+                "should learn upright pixels): save the image with the rotation applied (e.g. PIL's "
+                "ImageOps.exif_transpose, or `exiftran -ai`)")
     return f"{text}: every image, normal map and mask of a sample must have the same size"
 
 

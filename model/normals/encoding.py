@@ -52,7 +52,9 @@ def png_header(data: bytes) -> tuple[int, int, int, int] | None:
 def read_rgb(path: Path | BinaryIO) -> np.ndarray:
     """An image file as HxWx3 uint8 (grey, 16-bit grey, palette, RGBA...), size-checked before decoding.
 
-    Pixels are used as stored: an EXIF orientation tag is ignored, as serving ignores it.
+    Pixels are used as stored: an EXIF orientation tag is ignored, since the normal map pairs with the stored
+    pixels (serving applies the tag to requests; the data check names a training image whose tag swaps its
+    sides).
     """
 
     def decode() -> np.ndarray:
