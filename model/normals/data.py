@@ -122,7 +122,8 @@ class NormalsDataset(Dataset):
         if self.in_memory or not self.samples:
             return self.in_memory
         self._decoded(0)
-        if self.memory.used * len(self.samples) > self.memory.budget:
+        # Not kept (one sample is over the budget), or all of them would not fit: decode per access instead.
+        if len(self.memory) == 0 or self.memory.used * len(self.samples) > self.memory.budget:
             return False
         for index in range(len(self.samples)):
             self._decoded(index)

@@ -76,7 +76,7 @@ def test_masks_in_every_supported_mode_train(pristine, tmp_path):
     assert summary["steps"] == 2 and (tmp_path / "out" / "model" / "model.pt").exists()
 
 
-@pytest.mark.parametrize("workers", ["0", "2"])
+@pytest.mark.parametrize("workers", ["-1", "0", "2"])
 def test_damage_only_decoding_finds_is_a_user_error_naming_the_file(pristine, tmp_path, workers):
     channel = fresh(pristine, tmp_path)
     named = DECODE_ONLY.apply(channel)

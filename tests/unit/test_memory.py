@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import shutil
 
+import pytest
 import torch
 
 from model.normals.data import NormalsDataset, index_channel
 from model.normals.memory import DecodedStore
 from model.normals.synthetic import write_dataset
+from tests.bad_data import DECODE_ONLY, good_channel
 from train.config import TrainConfig
 from train.data import EpochSampler, make_loader
+from train.errors import UserError
 
 
 def test_preloaded_samples_are_never_read_from_disk_again(tmp_path):
@@ -51,3 +54,33 @@ def test_in_memory_data_loads_without_worker_processes(tmp_path):
     loader = make_loader(ds, EpochSampler(3, seed=0, epoch=0, shuffle=False), 2, TrainConfig(), pin=False,
                          preload=ds.preload)  # the surface-normal family declares dataset_preload
     assert loader.num_workers == 0 and ds.in_memory
+
+
+def test_a_set_worker_count_still_decodes_each_file_once(tmp_path):
+    write_dataset(tmp_path / "ch", count=3, size=16, seed=0)
+    ds = NormalsDataset(index_channel(tmp_path / "ch"), image_size=16, augment=False, seed=0)
+    loader = make_loader(ds, EpochSampler(3, seed=0, epoch=0, shuffle=False), 2, TrainConfig(data_workers=2),
+                         pin=False, preload=ds.preload)
+    assert loader.num_workers == 2 and ds.in_memory  # forked workers read the decoded samples
+
+
+def test_damage_a_worker_decodes_is_a_user_error_naming_the_file(tmp_path):
+    channel = good_channel(tmp_path / "ch", count=3)
+    named = DECODE_ONLY.apply(channel)
+    ds = NormalsDataset(index_channel(channel), image_size=16, augment=False, seed=0)
+    ds.memory = DecodedStore(budget_bytes=0)  # beyond the budget: the workers decode every access
+    loader = make_loader(ds, EpochSampler(3, seed=0, epoch=0, shuffle=False), 1, TrainConfig(data_workers=2),
+                         pin=False, preload=ds.preload)
+    with pytest.raises(UserError) as err:
+        list(loader)
+    assert named in str(err.value).splitlines()[0] and "Traceback" not in str(err.value)
+
+
+def test_damage_found_while_decoding_into_memory_is_a_user_error_naming_the_file(tmp_path):
+    channel = good_channel(tmp_path / "ch", count=3)
+    named = DECODE_ONLY.apply(channel)
+    ds = NormalsDataset(index_channel(channel), image_size=16, augment=False, seed=0)
+    with pytest.raises(UserError) as err:
+        make_loader(ds, EpochSampler(3, seed=0, epoch=0, shuffle=False), 1, TrainConfig(), pin=False,
+                    preload=ds.preload)
+    assert named in str(err.value).splitlines()[0]
