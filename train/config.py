@@ -56,7 +56,8 @@ class TrainConfig:
                            lambda v: 0 <= v < 1, "[0, 1)")
     augment: bool = _hp(True, "Random crops, left-right mirroring and colour jitter during training.")
     data_workers: int = _hp(-1, "DataLoader worker processes; -1 = none once the data is decoded in memory, "
-                            "else min(4, CPUs).", lambda v: -1 <= v <= 64, "-1..64")
+                            "else min(4, CPUs). Files are decoded into memory once per job whenever they fit, "
+                            "whatever this says.", lambda v: -1 <= v <= 64, "-1..64")
     precision: str = _hp("auto", "auto (bf16 on GPUs that have it, else fp16; on CPUs bf16 where they compute it "
                          "natively (AVX512-BF16, AMX), else fp32), fp32, bf16, fp16.",
                          lambda v: v in PRECISIONS, " | ".join(PRECISIONS))
