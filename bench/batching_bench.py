@@ -25,13 +25,9 @@ import numpy as np
 import torch
 
 from bench.gpu_busy import BusySampler, fmt_share
+from bench.serve_load import percentile
 from serve.batching import Batcher
 from serve.predictor import Predictor
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
 def run_one(predictor: Predictor, images: list[np.ndarray], batch: int, delay_s: float, concurrency: int,
@@ -72,8 +68,8 @@ def run_one(predictor: Predictor, images: list[np.ndarray], batch: int, delay_s:
     for t in threads:
         t.join()
     batcher.close()
-    return {"images_s": len(done) / elapsed, "p50_ms": _percentile(done, 0.5) * 1000,
-            "p99_ms": _percentile(done, 0.99) * 1000,
+    return {"images_s": len(done) / elapsed, "p50_ms": percentile(done, 0.5) * 1000,
+            "p99_ms": percentile(done, 0.99) * 1000,
             "mean_pass": statistics.mean(counted) if counted else float("nan"), "busy": busy.share}
 
 
