@@ -44,8 +44,12 @@ class TrainConfig:
     weight_decay: float = _hp(1e-4, "AdamW weight decay.", lambda v: 0 <= v <= 10, "[0, 10]")
     lr_schedule: str = _hp("cosine", "Learning-rate schedule after a 3% linear warm-up.",
                            lambda v: v in ("cosine", "constant"), "cosine | constant")
-    image_size: int = _hp(128, "Training crop side in pixels (see the resize/crop rule); a multiple of 2**depth.",
-                          lambda v: 16 <= v <= 2048, "16..2048")
+    image_size: int = _hp(128, "Frame side in pixels for training, validation and the saved model (see the "
+                          "resize/crop rule); a multiple of 2**depth.", lambda v: 16 <= v <= 2048, "16..2048")
+    crop_size: int = _hp(112, "Training windows: a random crop_size square of each augmented image_size frame "
+                         "(more steps per minute; validation and serving see whole frames); 0 or >= image_size = "
+                         "whole frames. A multiple of 2**depth; for families with the dataset_crop hook.",
+                         lambda v: 0 <= v <= 2048, "0..2048")
     validation_fraction: float = _hp(0.1, "Share of `train` held out for validation when there is no "
                                      "`validation` channel.", lambda v: 0 <= v < 0.9, "[0, 0.9)")
     # 32 bits: numpy's generators refuse negative seeds, and the sampler multiplies the seed into an int64.
@@ -192,6 +196,12 @@ def split_hyperparameters(raw: Mapping[str, Any], spec: FamilySpec | None) -> tu
         raise UserError(
             f"image_size {config.image_size} is not a multiple of the network stride {multiple}",
             f"use an image_size divisible by {multiple} (e.g. {config.image_size // multiple * multiple or multiple})",
+        )
+    if 0 < config.crop_size < config.image_size and config.crop_size % multiple:
+        raise UserError(
+            f"crop_size {config.crop_size} is not a multiple of the network stride {multiple}",
+            f"use a crop_size divisible by {multiple} (e.g. {config.crop_size // multiple * multiple or multiple}), "
+            "or 0 for whole frames",
         )
     return config, arch
 

@@ -47,6 +47,8 @@ class FileFeed:
         self.steps_per_epoch = math.ceil(self.per_rank / c.batch_size)
         self.train_data = job.family.dataset(splits.train, image_size=c.image_size, augment=c.augment, seed=c.seed)
         check_dataset_hooks(job.family.spec, self.train_data)
+        if job.family.spec.has("dataset_crop") and 0 < c.crop_size < c.image_size:
+            self.train_data.set_crop(c.crop_size)
 
     def describe(self) -> str:
         return str(len(self.splits.train))

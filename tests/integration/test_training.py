@@ -84,8 +84,9 @@ def _weights(model_dir: Path) -> dict[str, torch.Tensor]:
     return torch.load(model_dir / "model.pt", weights_only=True)
 
 
-def test_resumed_run_matches_an_uninterrupted_one_exactly(tmp_path, scenes):
-    hps = {**TINY, "epochs": "3", "augment": "true"}
+@pytest.mark.parametrize("crop_size", ["0", "16"])
+def test_resumed_run_matches_an_uninterrupted_one_exactly(tmp_path, scenes, crop_size):
+    hps = {**TINY, "epochs": "3", "augment": "true", "crop_size": crop_size}
     channels = {"train": scenes / "train"}
     straight = run(make_job(tmp_path / "a", hps, channels, StopAfter()))
 

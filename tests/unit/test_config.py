@@ -63,12 +63,18 @@ def test_unknown_name_lists_the_valid_ones():
         ({"augment": "maybe"}, "boolean"),
         ({"depth": "9"}, "depth must be in [1, 6]"),
         ({"image_size": "100"}, "multiple of the network stride 16"),
+        ({"crop_size": "72"}, "crop_size 72 is not a multiple of the network stride 16"),
     ],
 )
 def test_bad_values_name_the_parameter_the_value_and_the_rule(raw, fragment):
     with pytest.raises(UserError) as err:
         parse(raw)
     assert fragment in str(err.value)
+
+
+def test_a_crop_size_of_whole_frames_or_more_needs_no_stride_multiple():
+    assert parse({"crop_size": "0"})[0].crop_size == 0
+    assert parse({"image_size": "64", "crop_size": "100"})[0].crop_size == 100
 
 
 def test_config_is_frozen():
