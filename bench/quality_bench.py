@@ -42,7 +42,7 @@ _QUIET = {"checkpoint_steps": "0", "keep_checkpoints": "1", "panels": "0", "log_
 RECIPES: dict[str, dict[str, str]] = {
     "default": {},
     # What `{}` trained before: 7.2 M parameters, 1 - cos loss, no coordinates, no weight average, whole frames.
-    "previous": {"base_channels": "32", "coord_channels": "false", "ema_decay": "0", "crop_size": "0",
+    "previous": {"base_channels": "32", "coord_channels": "false", "ema_decay": "0", "crop_fraction": "1",
                  "model_family": "bench.quality_bench:CosineLossNormals"},
     # The default in float32: what `{}` trains on CPUs without native bf16 (and did everywhere before).
     "fp32": {"precision": "fp32"},
@@ -58,9 +58,9 @@ RECIPES: dict[str, dict[str, str]] = {
     "base-24": {"base_channels": "24"},
     "depth-5": {"depth": "5"},
     # Training windows of other sizes (validation always on whole frames); more epochs fit the budget.
-    "whole-frames": {"crop_size": "0"},
-    "crop-80": {"crop_size": "80", "epochs": "1000"},
-    "crop-96": {"crop_size": "96", "epochs": "1000"},
+    "whole-frames": {"crop_fraction": "1"},
+    "crop-80": {"crop_fraction": "0.625", "epochs": "1000"},  # 80 px of 128
+    "crop-96": {"crop_fraction": "0.75", "epochs": "1000"},  # 96 px of 128
 }
 
 

@@ -5,7 +5,7 @@ Geometry and the normals (camera space: x right, y up, z toward the viewer) must
 - **Random crops** (a window of the training size, where the resized sample is larger): the same camera
   with a shifted principal point; every pixel still shows the same surface along the same ray, so its
   normal is unchanged.
-- **Framed windows** (``crop_size`` < ``image_size``): a smaller random window of the whole (mirrored,
+- **Framed windows** (``crop_fraction`` < 1): a smaller random window of the whole (mirrored,
   jittered) frame, with the frame coordinates of its pixels as two more input channels. The network's
   coordinate channels describe each pixel's viewing ray; computed on the window itself they would put
   every window at the frame centre. Validation and serving see whole frames. Measured (10-minute budget,

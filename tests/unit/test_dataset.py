@@ -108,7 +108,7 @@ def test_augmentation_is_a_pure_function_of_seed_epoch_and_index(tmp_path):
     assert torch.equal(a[0]["input"], b[0]["input"])
 
 
-def test_a_crop_size_cuts_training_windows_and_leaves_evaluation_whole(tmp_path):
+def test_set_crop_cuts_training_windows_and_leaves_evaluation_whole(tmp_path):
     write_sample(tmp_path, "a", h=32, w=32)
     train = NormalsDataset(index_channel(tmp_path), image_size=32, augment=True, seed=0)
     train.set_crop(16)
