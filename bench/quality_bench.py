@@ -53,13 +53,11 @@ RECIPES: dict[str, dict[str, str]] = {
     "lr-2e-3": {"learning_rate": "0.002"},
     "lr-3e-3": {"learning_rate": "0.003"},
     "wd-1e-2": {"weight_decay": "0.01"},
-    "wd-5e-2": {"weight_decay": "0.05"},
     "batch-8": {"batch_size": "8"},
     "base-24": {"base_channels": "24"},
     "depth-5": {"depth": "5"},
     # Training windows of other sizes (validation always on whole frames); more epochs fit the budget.
     "whole-frames": {"crop_fraction": "1"},
-    "crop-80": {"crop_fraction": "0.625", "epochs": "1000"},  # 80 px of 128
     "crop-96": {"crop_fraction": "0.75", "epochs": "1000"},  # 96 px of 128
 }
 
