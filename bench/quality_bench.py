@@ -41,8 +41,8 @@ _QUIET = {"checkpoint_steps": "0", "keep_checkpoints": "1", "panels": "0", "log_
 #: Candidate recipes; "default" is the job with hyperparameters {}.
 RECIPES: dict[str, dict[str, str]] = {
     "default": {},
-    # What `{}` trained before: 7.2 M parameters, 1 - cos loss, no coordinates, no weight average.
-    "previous": {"base_channels": "32", "coord_channels": "false", "ema_decay": "0",
+    # What `{}` trained before: 7.2 M parameters, 1 - cos loss, no coordinates, no weight average, whole frames.
+    "previous": {"base_channels": "32", "coord_channels": "false", "ema_decay": "0", "crop_fraction": "1",
                  "model_family": "bench.quality_bench:CosineLossNormals"},
     # The default in float32: what `{}` trains on CPUs without native bf16 (and did everywhere before).
     "fp32": {"precision": "fp32"},
@@ -51,9 +51,14 @@ RECIPES: dict[str, dict[str, str]] = {
     "ema": {"ema_decay": "0.995"},
     "no-augment": {"augment": "false"},
     "lr-2e-3": {"learning_rate": "0.002"},
+    "lr-3e-3": {"learning_rate": "0.003"},
+    "wd-1e-2": {"weight_decay": "0.01"},
     "batch-8": {"batch_size": "8"},
     "base-24": {"base_channels": "24"},
     "depth-5": {"depth": "5"},
+    # Training windows of other sizes (validation always on whole frames); more epochs fit the budget.
+    "whole-frames": {"crop_fraction": "1"},
+    "crop-96": {"crop_fraction": "0.75", "epochs": "1000"},  # 96 px of 128
 }
 
 
@@ -82,7 +87,7 @@ def reference_speed() -> float:
 
 
 def run_recipe(name: str, channels: dict[str, Path], args, scratch: Path) -> dict:
-    speed = reference_speed()
+    speed = args.reference or reference_speed()
     minutes = args.minutes * REFERENCE_IMAGES_PER_SECOND / speed
     hps = {**_QUIET, "max_minutes": f"{minutes:.3f}", "image_size": str(args.size), **RECIPES[name]}
     config, family, arch = parse_hyperparameters(hps)
@@ -126,6 +131,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--train-style", default="default")
     parser.add_argument("--val-style", default="heldout")
+    parser.add_argument("--reference", type=float, help="take this reference speed (images/s) instead of measuring "
+                        "it before each recipe: the same budget for every recipe of one session on one machine")
     parser.add_argument("--data", type=Path, help="keep generated scenes here between runs")
     parser.add_argument("--keep", type=Path, help="keep each recipe's model, panels and curve in DIR/<recipe>")
     args = parser.parse_args()

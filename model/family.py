@@ -201,7 +201,8 @@ def check_hooks(cls: type) -> None:
 
 def check_dataset_hooks(spec: FamilySpec, dataset: Any) -> None:
     """The dataset has exactly the dataset hooks the spec declares (a misspelt method fails here, loudly)."""
-    for hook, method in (("dataset_set_epoch", "set_epoch"), ("dataset_preload", "preload")):
+    hooks = (("dataset_set_epoch", "set_epoch"), ("dataset_preload", "preload"), ("dataset_crop", "set_crop"))
+    for hook, method in hooks:
         has = callable(getattr(dataset, method, None))
         if has != spec.has(hook):
             say = "has" if has else "lacks"

@@ -29,6 +29,8 @@ HOOKS: dict[str, str] = {
     "baseline_image": "family.baseline_image(sample): the raw input image of a sample, for the drift baseline",
     "dataset_set_epoch": "dataset.set_epoch(epoch): the dataset is told the epoch before each one",
     "dataset_preload": "dataset.preload() -> bool: the dataset decodes itself into memory (no loader workers)",
+    "dataset_crop": "dataset.set_crop(size): training items are random size x size windows of the image_size "
+                    "frame (from crop_fraction); the dataset tells the model where each window sits if it cares",
 }
 #: Hooks that are methods of the family class (the others are methods of the family's dataset).
 FAMILY_METHOD_HOOKS = ("check_data", "constant_prediction", "sample_from_record", "summarize_prediction",

@@ -21,6 +21,7 @@ import torch
 
 from model.family import check_dataset_hooks
 from train.checkpoint import Progress
+from train.config import crop_side
 from train.data import EpochSampler, Splits, make_loader
 from train.errors import UserError
 from train.job import TrainJob
@@ -47,6 +48,9 @@ class FileFeed:
         self.steps_per_epoch = math.ceil(self.per_rank / c.batch_size)
         self.train_data = job.family.dataset(splits.train, image_size=c.image_size, augment=c.augment, seed=c.seed)
         check_dataset_hooks(job.family.spec, self.train_data)
+        side = crop_side(c, job.family.spec.input_multiple(job.arch))
+        if job.family.spec.has("dataset_crop") and side < c.image_size:
+            self.train_data.set_crop(side)
 
     def describe(self) -> str:
         return str(len(self.splits.train))

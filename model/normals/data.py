@@ -7,8 +7,9 @@ Resize/crop rule: each sample is scaled so its shorter side equals ``image_size`
 with antialiasing; normals and mask: nearest, so no invalid pixel bleeds into a valid one), then cut
 to ``image_size`` x ``image_size``: the centre for evaluation, a random window for training. Training
 also mirrors half the samples left-right (negating the normals' x component) and jitters brightness,
-contrast, colour and gamma (see ``augment.py`` for why the normals stay consistent). Each sample is
-decoded once per job and kept in memory while that fits (``memory.py``).
+contrast, colour and gamma (see ``augment.py`` for why the normals stay consistent), then, with a crop
+size set (``set_crop``), cuts a random smaller window that carries its frame coordinates along. Each
+sample is decoded once per job and kept in memory while that fits (``memory.py``).
 """
 
 from __future__ import annotations
@@ -110,6 +111,7 @@ class NormalsDataset(Dataset):
         self.augment = augment
         self.seed = seed
         self.epoch = 0
+        self.crop: int | None = None
         self.memory = DecodedStore()
 
     @property
@@ -139,12 +141,17 @@ class NormalsDataset(Dataset):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def set_crop(self, size: int) -> None:
+        """Training items become random ``size`` x ``size`` windows (only while augmenting; < image_size)."""
+        self.crop = size if self.augment and size < self.image_size else None
+
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         img, nrm, val = DecodedStore.unpack(self._decoded(index))
-        return finish_item(img, nrm, val, self.image_size, self.augment, self.seed, self.epoch, index)
+        item = finish_item(img, nrm, val, self.image_size, self.augment, self.seed, self.epoch, index)
+        return item if self.crop is None else aug.framed_window(item, self.crop, self.seed, self.epoch, index)
 
 
 #: Pipe-mode records: tar members ``<key>.png|jpg|jpeg`` (image), ``<key>.normals.png``, optional

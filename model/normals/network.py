@@ -68,9 +68,12 @@ class UNet(nn.Module):
             self.head.bias.copy_(torch.tensor([0.0, 0.0, 1.0]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.coord_channels:
-            coords = frame_coordinates(x)
-            x = torch.cat([x, coords], dim=1)
+        # A training window may bring its own coordinates (where it sits in its whole frame) as channels 4-5
+        # (augment.framed_window); computed here they would put every window at the frame centre.
+        if self.coord_channels and x.shape[1] == 3:
+            x = torch.cat([x, frame_coordinates(x)], dim=1)
+        elif not self.coord_channels:
+            x = x[:, :3]
         skips = [self.stem(x)]
         for block in self.down:
             skips.append(block(F.max_pool2d(skips[-1], 2)))

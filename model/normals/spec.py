@@ -22,6 +22,6 @@ SPEC = FamilySpec(
     higher_is_better=("within_11.25deg", "within_22.5deg", "within_30deg"),
     input_multiple=_stride,
     hooks=frozenset({"check_data", "constant_prediction", "sample_from_record", "summarize_prediction",
-                     "dataset_set_epoch", "dataset_preload"}),
+                     "dataset_set_epoch", "dataset_preload", "dataset_crop"}),
     record_format=RECORD_FORMAT,
 )

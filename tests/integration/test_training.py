@@ -84,8 +84,9 @@ def _weights(model_dir: Path) -> dict[str, torch.Tensor]:
     return torch.load(model_dir / "model.pt", weights_only=True)
 
 
-def test_resumed_run_matches_an_uninterrupted_one_exactly(tmp_path, scenes):
-    hps = {**TINY, "epochs": "3", "augment": "true"}
+@pytest.mark.parametrize("crop_fraction", ["1", "0.5"])
+def test_resumed_run_matches_an_uninterrupted_one_exactly(tmp_path, scenes, crop_fraction):
+    hps = {**TINY, "epochs": "3", "augment": "true", "crop_fraction": crop_fraction}
     channels = {"train": scenes / "train"}
     straight = run(make_job(tmp_path / "a", hps, channels, StopAfter()))
 
@@ -143,3 +144,24 @@ def test_bf16_training_reports_final_metrics_in_the_precision_a_cpu_endpoint_ser
                  family))
     # The steps and the per-epoch validations ran under bf16; the final validation and test passes did not.
     assert family.autocast[:-2] and all(family.autocast[:-2]) and family.autocast[-2:] == [False, False]
+
+
+class InputRecorder(SurfaceNormals):
+    """Notes the shape of every batch's input the loss sees (training steps and validation alike)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.shapes: set[tuple[int, ...]] = set()
+
+    def loss(self, outputs, batch):
+        self.shapes.add(tuple(batch["input"].shape[1:]))
+        return super().loss(outputs, batch)
+
+
+@pytest.mark.parametrize("crop_fraction,training", [("0.5", (5, 16, 16)), ("1", (3, 32, 32))])
+def test_training_steps_see_windows_with_their_coordinates_and_validation_whole_frames(tmp_path, scenes,
+                                                                                     crop_fraction, training):
+    family = InputRecorder()
+    run(make_job(tmp_path, {**TINY, "epochs": "1", "crop_fraction": crop_fraction}, {"train": scenes / "train"},
+                 family))
+    assert family.shapes == {training, (3, 32, 32)}

@@ -12,6 +12,7 @@ import torch
 
 from model.normals import augment as aug
 from model.normals.data import finish_item
+from model.normals.network import frame_coordinates
 
 
 def render_sphere_normals(size: int, centre, radius: float, half_fov_tan: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -81,3 +82,24 @@ def test_photometric_jitter_stays_an_image():
     img = torch.rand(3, 16, 16)
     out = aug.photometric(img, np.random.default_rng(0))
     assert out.shape == img.shape and out.min() >= 0 and out.max() <= 1 and not torch.equal(out, img)
+
+
+def test_a_framed_window_keeps_each_pixels_normal_and_says_where_it_sits_in_the_frame():
+    nrm, val = render_sphere_normals(64, (0.3, -0.2, -3.0), 1.0, np.tan(np.deg2rad(30)))
+    img = torch.rand(3, 64, 64)
+    frame = frame_coordinates(torch.zeros(1, 3, 64, 64))[0]
+    places = set()
+    for epoch in range(6):
+        whole = finish_item(img, nrm, val, 64, True, seed=3, epoch=epoch, index=0)
+        item = aug.framed_window(whole, 32, seed=3, epoch=epoch, index=0)
+        assert item["input"].shape == (5, 32, 32) and item["normals"].shape == (3, 32, 32)
+        # The coordinates name the window's place in the (possibly mirrored) whole frame: read it back.
+        left = round(float(item["input"][3, 0, 0]) * 32 + 32 - 0.5)
+        top = round(32 - 0.5 - float(item["input"][4, 0, 0]) * 32)
+        window = (..., slice(top, top + 32), slice(left, left + 32))
+        assert torch.equal(item["input"][3:], frame[window])
+        assert torch.equal(item["input"][:3], whole["input"][window])
+        assert torch.equal(item["normals"], whole["normals"][window])
+        assert torch.equal(item["valid"], whole["valid"][window])
+        places.add((top, left))
+    assert len(places) > 1, "every epoch cut the same window"

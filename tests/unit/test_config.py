@@ -5,7 +5,7 @@ import pytest
 
 from model.normals.config import UNetConfig
 from model.normals.spec import SPEC
-from train.config import TrainConfig, parse_hyperparameters, split_hyperparameters
+from train.config import TrainConfig, crop_side, parse_hyperparameters, split_hyperparameters
 from train.errors import UserError
 
 
@@ -63,12 +63,22 @@ def test_unknown_name_lists_the_valid_ones():
         ({"augment": "maybe"}, "boolean"),
         ({"depth": "9"}, "depth must be in [1, 6]"),
         ({"image_size": "100"}, "multiple of the network stride 16"),
+        ({"crop_fraction": "0"}, "outside (0, 1]"),
     ],
 )
 def test_bad_values_name_the_parameter_the_value_and_the_rule(raw, fragment):
     with pytest.raises(UserError) as err:
         parse(raw)
     assert fragment in str(err.value)
+
+
+@pytest.mark.parametrize("image_size,fraction,multiple,side", [
+    (128, 0.875, 16, 112), (256, 0.875, 16, 224), (64, 0.875, 16, 64), (96, 0.875, 16, 80),
+    (128, 1.0, 16, 128), (128, 0.01, 16, 16), (32, 0.5, 4, 16),
+])
+def test_training_windows_are_the_fraction_of_the_frame_to_the_nearest_stride(image_size, fraction, multiple, side):
+    config, _ = parse({"image_size": str(image_size), "crop_fraction": str(fraction)})
+    assert crop_side(config, multiple) == side
 
 
 def test_config_is_frozen():

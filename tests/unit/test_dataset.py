@@ -106,3 +106,16 @@ def test_augmentation_is_a_pure_function_of_seed_epoch_and_index(tmp_path):
     a.set_epoch(2)
     b.set_epoch(2)
     assert torch.equal(a[0]["input"], b[0]["input"])
+
+
+def test_set_crop_cuts_training_windows_and_leaves_evaluation_whole(tmp_path):
+    write_sample(tmp_path, "a", h=32, w=32)
+    train = NormalsDataset(index_channel(tmp_path), image_size=32, augment=True, seed=0)
+    train.set_crop(16)
+    assert train[0]["input"].shape == (5, 16, 16) and train[0]["normals"].shape == (3, 16, 16)
+    evaluation = NormalsDataset(index_channel(tmp_path), image_size=32, augment=False, seed=0)
+    evaluation.set_crop(16)
+    assert evaluation[0]["input"].shape == (3, 32, 32)
+    whole = NormalsDataset(index_channel(tmp_path), image_size=32, augment=True, seed=0)
+    whole.set_crop(32)
+    assert whole[0]["input"].shape == (3, 32, 32)

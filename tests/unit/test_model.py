@@ -5,6 +5,7 @@ import torch
 from model.artifact import ArtifactError, load_model_dir, save_model_dir
 from model.normals.config import UNetConfig
 from model.normals.family import SurfaceNormals
+from model.normals.network import frame_coordinates
 from model.normals.objective import AngularMetrics, cosine_loss
 
 
@@ -14,6 +15,24 @@ def test_unet_outputs_unit_normals_of_the_input_size():
     out = net(torch.randn(2, 3, 32, 48))
     assert out.shape == (2, 3, 32, 48)
     assert torch.allclose(out.norm(dim=1), torch.ones(2, 32, 48), atol=1e-5)
+
+
+def test_a_crop_that_brings_its_frame_coordinates_is_placed_by_them():
+    torch.manual_seed(0)
+    net = SurfaceNormals().build(UNetConfig(base_channels=4, depth=2, coord_channels=True)).eval()
+    torch.nn.init.normal_(net.head.weight)  # away from the "facing the camera" start, where every input looks alike
+    image = torch.randn(1, 3, 32, 32)
+    whole_frame = frame_coordinates(torch.zeros(1, 3, 64, 64))
+    own = net(image)
+    assert torch.equal(net(torch.cat([image, frame_coordinates(image)], dim=1)), own)
+    corner = net(torch.cat([image, whole_frame[..., :32, :32]], dim=1))
+    assert not torch.allclose(corner, own, atol=1e-3)
+
+
+def test_a_network_without_coordinate_channels_ignores_carried_coordinates():
+    net = SurfaceNormals().build(UNetConfig(base_channels=4, depth=2, coord_channels=False)).eval()
+    image = torch.randn(1, 3, 32, 32)
+    assert torch.equal(net(torch.cat([image, frame_coordinates(image)], dim=1)), net(image))
 
 
 def test_default_network_has_a_few_million_parameters():
