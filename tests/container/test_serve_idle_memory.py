@@ -13,8 +13,9 @@ from tests.polling import wait_until
 
 pytestmark = pytest.mark.container
 
-#: The default U-Net's 256 x 256 forward grows a worker by ~80-140 MiB (README, Serving > Memory).
-GROWTH = 40 << 10  # KiB: proof that the predictions did allocate
+#: Proof that the predictions did allocate. Measured on the default U-Net with folded BatchNorm: 512 x 512
+#: requests grow a worker by ~150 MiB; 256 x 256 ones by only 37-42 MiB, too close to any threshold.
+GROWTH = 64 << 10  # KiB
 #: Lazily imported modules and caches a first request leaves behind for good.
 SLACK = 24 << 10  # KiB
 
@@ -23,11 +24,11 @@ def test_an_idle_worker_returns_to_its_pre_request_memory_after_predicting(image
     s = start(image, default_unet_dir, {"SAGEMAKER_MODEL_SERVER_WORKERS": "1"})
     try:
         [(pid, (idle_rss, _))] = wait_for_workers(s, 1).items()
-        body = npy_bytes(random_image(256, 256))
+        body = npy_bytes(random_image(512, 512))
         for _ in range(3):
             status, _, answer = s.request("POST", "/invocations", body,
                                           {"Content-Type": "application/x-npy", "Accept": "application/x-npy"})
-            assert status == 200 and np.load(io.BytesIO(answer)).shape == (256, 256, 3)
+            assert status == 200 and np.load(io.BytesIO(answer)).shape == (512, 512, 3)
         peak = workers(s)[pid][1]
         assert peak - idle_rss > GROWTH, f"the predictions grew the worker by {(peak - idle_rss) >> 10} MiB only"
         wait_until(lambda: workers(s)[pid][0] <= idle_rss + SLACK, 30,
