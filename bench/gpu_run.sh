@@ -45,7 +45,7 @@ job default
 job budget --hp "max_minutes=$(python3 -c "print($minutes * $scale)")" --hp epochs=100000
 
 phase batching
-model="$out/model_budget"; [ -f "$model/model.pt" ] || [ -n "$(ls "$model" 2>/dev/null)" ] || model=
+model="$out/model_budget"; [ -f "$model/model.pt" ] || model=  # else an untrained U-Net of the default width
 timeout "$(n 110)" python3 -m bench.batching_bench ${model:+--model-dir "$model"} --size 256 --concurrency 16 \
   --seconds "$(n 6)" --rounds 3 --batch 1 --batch 8 --batch 16 2>&1 | tee "$out/batching.txt"
 phase end
