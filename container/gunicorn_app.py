@@ -153,7 +153,15 @@ class Server(BaseApplication):
         from serve.app import create_app
         from serve.metrics import ServeMetrics
 
+        if self.workers == 1:  # the master did not import torch and the app: this worker just did
+            self.timeline.mark("imports")
+
         settings, metrics = self.settings, ServeMetrics()
+        if self.worker_index == 0 and not self.gpus and settings.device is None:
+            from model.runtime import cuda_fallback_note
+
+            if note := cuda_fallback_note():
+                log.warning("%s", note)
         device = worker_device(settings, self.worker_index, self.gpus)
         predictor, batcher = load_predictor(settings, device, self.threads, metrics, self.timeline)
         app = create_app(predictor, batcher, settings, metrics)
@@ -166,11 +174,14 @@ def run_server(settings: ServeSettings, workers: int, gpus: int, threads: int, t
     """Run gunicorn's master until it stops; exits the process with gunicorn's status if it halts."""
     from gunicorn.errors import HaltServer
 
-    # Imported here, after PROMETHEUS_MULTIPROC_DIR is set and before forking, so workers share the pages.
-    import serve.app
-    import serve.metrics  # noqa: F401
+    # After PROMETHEUS_MULTIPROC_DIR is set. With several workers, torch and the app are imported here, before
+    # forking, so the workers share the pages; a single worker imports them itself (see container.serving).
+    import serve.metrics
 
-    timeline.mark("imports")
+    if workers > 1:
+        import serve.app  # noqa: F401
+
+        timeline.mark("imports")
     try:
         listener_fd = shared_listener(settings.port)
     except OSError as exc:

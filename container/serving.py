@@ -1,17 +1,20 @@
 """``serve``: run gunicorn (gthread workers) around ``serve.app`` in this process, which is PID 1.
 
 Layout, from measurements on a 2-core CPU and the SageMaker contract:
-- gthread workers: many HTTP threads per worker, one inference thread. Request threads wait on the
-  inference thread, so /ping is answered by a free HTTP thread while every worker is busy predicting
-  (measured: sync workers, one request at a time each, let /ping wait behind inference: p99 559 ms).
-- The master imports torch/flask before forking (shared pages, faster worker boot) but touches no device:
-  each worker loads the model, picks its GPU round-robin or its share of CPU threads and warms up before
+- gthread workers: many HTTP threads per worker, and inference threads ("lanes", serve/batching.py) that take
+  requests from the worker's one queue. Request threads wait on the lanes, so /ping is answered by a free HTTP
+  thread while every lane is busy predicting (measured: sync workers, one request at a time each, let /ping
+  wait behind inference: p99 559 ms).
+- On CPU the default is one worker whose lanes use the cores (one per core, one torch thread each): one copy of
+  torch and the weights, and no lane idles while another has requests waiting. GPU hosts get a worker per GPU.
+- The master imports torch only when it forks several workers: they then share its pages copy-on-write (a
+  master that never imported torch measured ~120-130 MB more PSS with 2 workers, which also imported torch at
+  once on two cores, 1.3-1.8 s each). With one worker there is nothing to share, and a master holding torch
+  costs ~200 MB of RSS for nothing; a host without NVIDIA's driver library has no GPU to count.
+- Each worker loads the model, picks its GPU round-robin or its share of CPU threads and warms up before
   it accepts its first connection, so /ping is only ever answered by a ready worker. A worker that
   cannot load the model fails to boot, which halts the master: the container exits non-zero (3) with
-  the reason logged. Measured on a 2-core CPU (256 x 256, 2 workers): a master that never imports torch
-  holds ~28 MB instead of ~230 MB of RSS, but the container's physical memory (PSS, cgroup) grew ~120-130 MB,
-  as the workers no longer share torch's relocated libraries and module objects copy-on-write, and the two
-  workers then import torch at once on two cores (1.3-1.8 s each against ~0.9 s alone): importing here wins.
+  the reason logged.
 - Each worker logs a startup timeline (container/timeline.py): seconds since the serve process started, per
   step, from the master's imports to the worker accepting connections.
 - Workers keep /invocations load within one request of each other by closing a keep-alive connection of the
@@ -34,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from container.timeline import StartupTimeline
-from serve.settings import MAX_DEFAULT_CPU_WORKERS, VARIABLES, ServeSettings, SettingsError, settings_from_env
+from serve.settings import MAX_DEFAULT_CPU_LANES, VARIABLES, ServeSettings, SettingsError, settings_from_env
 
 log = logging.getLogger("serve")
 
@@ -54,8 +57,24 @@ def configure_logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
 
 
+def nvidia_driver_present(load: Any = None) -> bool:
+    """True when NVIDIA's management library (installed with the driver, mounted by the container toolkit) loads."""
+    import ctypes
+
+    try:
+        (load or ctypes.CDLL)("libnvidia-ml.so.1")
+    except OSError:
+        return False
+    return True
+
+
 def gpu_count() -> int:
-    """GPUs visible to us, counted through NVML so the master does not initialise CUDA before forking."""
+    """GPUs visible to us, counted through NVML so the master does not initialise CUDA before forking.
+
+    Without the driver's library there can be no GPU, and torch is not imported at all (see the layout above).
+    """
+    if not nvidia_driver_present():
+        return 0
     os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
     import torch
 
@@ -63,17 +82,30 @@ def gpu_count() -> int:
 
 
 def cpu_count() -> int:
-    from model.runtime import available_cpus
+    from model.cpus import available_cpus
 
     return available_cpus()
 
 
+def _on_gpus(settings: ServeSettings, gpus: int) -> bool:
+    return bool(gpus) and (settings.device is None or settings.device.startswith("cuda"))
+
+
 def resolve_workers(settings: ServeSettings, gpus: int, cpus: int) -> int:
+    """Worker processes: as set, else one per GPU, else one (its inference threads use the CPUs)."""
     if settings.workers is not None:
         return settings.workers
-    if gpus and (settings.device is None or settings.device.startswith("cuda")):
-        return gpus
-    return max(1, min(cpus, MAX_DEFAULT_CPU_WORKERS))
+    return gpus if _on_gpus(settings, gpus) else 1
+
+
+def resolve_lanes(settings: ServeSettings, workers: int, gpus: int, cpus: int) -> int:
+    """Inference threads per worker: as set, else one on a GPU (it batches), else the worker's share of
+    ``min(cpus, MAX_DEFAULT_CPU_LANES)``."""
+    if settings.inference_threads is not None:
+        return settings.inference_threads
+    if _on_gpus(settings, gpus):
+        return 1
+    return max(1, min(cpus, MAX_DEFAULT_CPU_LANES) // workers)
 
 
 def worker_device(settings: ServeSettings, worker_index: int, gpus: int) -> str:
@@ -132,9 +164,9 @@ def fit_to_memory(settings: ServeSettings, on_cpu: bool, memory: int | None) -> 
     return replace(settings, max_image_pixels=min(settings.max_image_pixels, fit), worker_max_pixels=fit)
 
 
-def torch_threads(settings: ServeSettings, workers: int, cpus: int) -> int:
-    # Oversubscription (every worker at cores threads) measured 0.24-0.37x: give each worker its share.
-    return settings.torch_threads or max(1, cpus // workers)
+def torch_threads(settings: ServeSettings, workers: int, cpus: int, lanes: int = 1) -> int:
+    # Oversubscription (every worker at cores threads) measured 0.24-0.37x: give each inference thread its share.
+    return settings.torch_threads or max(1, cpus // (workers * lanes))
 
 
 def load_predictor(settings: ServeSettings, device: str, threads: int, metrics: Any,
@@ -148,7 +180,7 @@ def load_predictor(settings: ServeSettings, device: str, threads: int, metrics: 
         predictor = Predictor.from_model_dir(
             settings.model_dir, device=device, precision=settings.precision, cpu_threads=threads
         )
-        batcher = make_batcher(predictor, settings, metrics)
+        batcher = make_batcher(predictor, settings, metrics, lanes=settings.inference_threads or 1)
         if timeline:
             timeline.mark("model loaded")
         warm = predictor.warm_up(batch_sizes=sorted({1, batcher.max_batch_size}))
@@ -205,22 +237,19 @@ def main(argv: list[str]) -> None:
         log.error("cannot serve: %s", exc)
         sys.exit(2)
     gpus, cpus = gpu_count(), cpu_count()
-    if not gpus and settings.device is None:
-        from model.runtime import cuda_fallback_note
-
-        if note := cuda_fallback_note():
-            log.warning("%s", note)
     workers = resolve_workers(settings, gpus, cpus)
-    settings = settings.with_workers(workers)
+    lanes = resolve_lanes(settings, workers, gpus, cpus)
+    settings = settings.with_workers(workers, lanes)
     from serve.memory import container_memory
 
     settings = fit_to_memory(settings, worker_device(settings, 0, gpus) == "cpu", container_memory())
     prepare_metrics_dir()
 
-    threads = torch_threads(settings, workers, cpus)
+    threads = torch_threads(settings, workers, cpus, lanes)
     log.info(
-        "serving %s on 0.0.0.0:%d: %d worker(s) x %d HTTP threads, %s torch thread(s) each, gpus=%d",
-        settings.model_dir, settings.port, workers, settings.http_threads, threads if not gpus else "-", gpus,
+        "serving %s on 0.0.0.0:%d: %d worker(s) x %d HTTP threads and %d inference thread(s) of %s torch "
+        "thread(s), gpus=%d",
+        settings.model_dir, settings.port, workers, settings.http_threads, lanes, threads if not gpus else "-", gpus,
     )
 
     limit_malloc_arenas()

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from model.cpus import available_cpus
 from model.precision import PRECISIONS
 
 #: Memory layout measured on 2-core CPUs (torch 2.13, 128 px, batch 16). Inference: channels_last ~1.8x
@@ -74,13 +74,6 @@ def cuda_fallback_note() -> str | None:
     return (f"this image has torch {torch.__version__} built for CUDA {torch.version.cuda}, but no NVIDIA GPU is "
             "visible: running on the CPU. Fix, if a GPU was meant: an instance type with a GPU, or `docker run "
             "--gpus all` with the NVIDIA container toolkit.")
-
-
-def available_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 def cpu_has_native_bf16() -> bool:

@@ -49,8 +49,9 @@ def create_app(
 
 def execution_parameters(settings: ServeSettings) -> dict[str, object]:
     """What batch transform asks GET /execution-parameters for."""
-    workers = settings.workers or 1
-    concurrency = settings.max_concurrent_transforms or workers
+    # One request per inference thread keeps every lane busy without queueing behind each other.
+    lanes = (settings.workers or 1) * (settings.inference_threads or 1)
+    concurrency = settings.max_concurrent_transforms or lanes
     # SageMaker requires MaxConcurrentTransforms * MaxPayloadInMB <= 100.
     concurrency = max(1, min(concurrency, 100 // max(1, settings.max_payload_mb)))
     return {

@@ -23,10 +23,14 @@ BATCH_STRATEGIES = {"multirecord": "MultiRecord", "multi_record": "MultiRecord",
 ENDPOINT_TYPES = ("realtime", "async", "serverless")
 _TRUE = {"1", "true", "yes", "on"}
 MIB = 1024 * 1024
-#: Default CPU workers: on a 2-core CPU, 2 processes x 1 thread served 33 images/s against 28 for one process with
-#: both threads (jit + channels_last U-Net, 256 x 256); capped so big hosts do not pay the 355-400 MB each extra
-#: worker measured there for little gain.
-MAX_DEFAULT_CPU_WORKERS = 4
+#: Default inference threads of a CPU worker: one per core, up to this many. On a 2-core CPU (256 x 256, untrained
+#: U-Nets, 3 rounds of 6 s each) one process with 2 inference threads of 1 torch thread each predicted 17.2-18.1
+#: images/s at 7.2 M parameters against 14.7-15.0 for 2 processes x 1 thread and 12.8-13.6 for 1 thread running
+#: 2 torch threads, and 43.1-46.9 against 42.4-46.6 and 37.8-40.8 at 1.9 M; the process holds one copy of torch
+#: and the weights instead of two. Capped because the measurements stop at 2 cores.
+MAX_DEFAULT_CPU_LANES = 4
+#: HTTP threads per inference thread by default: request threads mostly wait on inference; /ping needs a free one.
+HTTP_THREADS_PER_LANE = 32
 #: SageMaker's request/response limits by inference option (sagemaker-runtime API and developer guide):
 #: real-time 6 MB (6291456 bytes), serverless 4 MB, async 1 GB read from S3.
 PAYLOAD_LIMITS_MB = {"realtime": 6, "serverless": 4, "async": 1024}
@@ -39,9 +43,10 @@ _FALSE = {"0", "false", "no", "off", ""}
 #: (name, default, meaning) for the README and --help.
 VARIABLES: tuple[tuple[str, str, str], ...] = (
     ("SAGEMAKER_BIND_TO_PORT", "8080", "port to listen on (all interfaces)"),
-    ("SAGEMAKER_MODEL_SERVER_WORKERS / MODEL_SERVER_WORKERS",
-     f"GPUs, else min(CPUs, {MAX_DEFAULT_CPU_WORKERS}); 1 serverless",
-     "gunicorn worker processes"),
+    ("SAGEMAKER_MODEL_SERVER_WORKERS / MODEL_SERVER_WORKERS", "GPUs, else 1",
+     "gunicorn worker processes (on CPU one worker's inference threads use the cores)"),
+    ("SERVE_INFERENCE_THREADS", f"1 on GPU; on CPU min(CPUs, {MAX_DEFAULT_CPU_LANES}) / workers",
+     "inference threads per worker: each runs its own forward passes, all take requests from the worker's queue"),
     ("SAGEMAKER_MODEL_SERVER_TIMEOUT / MODEL_SERVER_TIMEOUT", "60 (600 in batch transform)",
      "seconds a request may wait for its prediction"),
     ("SAGEMAKER_MAX_PAYLOAD_IN_MB", "6 (4 serverless, 1024 async)",
@@ -59,14 +64,15 @@ VARIABLES: tuple[tuple[str, str, str], ...] = (
      "most decoded pixels (sum of H*W) in one request; more -> 400"),
     ("SERVE_MAX_RESPONSE_MB", "6 (4 serverless; no limit in batch transform and async)",
      "largest answer (MiB); larger -> 400 naming a smaller Accept type"),
-    ("SERVE_WORKER_MAX_PIXELS", "SERVE_MAX_IMAGE_PIXELS",
+    ("SERVE_WORKER_MAX_PIXELS", "SERVE_MAX_IMAGE_PIXELS x inference threads",
      "pixels one worker decodes and predicts at once, over all its requests (they wait for room)"),
     ("SERVE_MAX_BATCH_SIZE", "1 on CPU, 8 on GPU", "dynamic batching: most images in one forward pass"),
     ("SERVE_MAX_BATCH_DELAY_MS", "0 on CPU, 5 on GPU", "dynamic batching: longest wait for a batch to fill"),
     ("SERVE_PRECISION", "auto", "auto|fp32|bf16|fp16 (auto: bf16/fp16 autocast on GPU, fp32 on CPU)"),
     ("SERVE_DEVICE", "cuda if available else cpu", "torch device for every worker (GPUs are shared round-robin)"),
-    ("SERVE_TORCH_THREADS", "CPUs / workers", "intra-op threads per worker on CPU"),
-    ("SERVE_HTTP_THREADS", "32", "request threads per worker (they wait on inference; /ping needs a free one)"),
+    ("SERVE_TORCH_THREADS", "CPUs / (workers x inference threads)", "intra-op threads per inference thread on CPU"),
+    ("SERVE_HTTP_THREADS", f"{HTTP_THREADS_PER_LANE} x inference threads",
+     "request threads per worker (they wait on inference; /ping needs a free one)"),
     ("SERVE_LOG_LEVEL", "info", "debug|info|warning|error"),
 )
 
@@ -81,6 +87,8 @@ class ServeSettings:
     port: int = 8080
     #: None: decided from the hardware by ``resolve_workers``.
     workers: int | None = None
+    #: Inference threads per worker; None: decided from the hardware by ``resolve_lanes``.
+    inference_threads: int | None = None
     timeout_s: float = 60.0
     max_payload_bytes: int = 6 * MIB
     batch_mode: bool = False
@@ -93,15 +101,16 @@ class ServeSettings:
     max_images: int | None = 64
     max_request_pixels: int | None = 4 * 2048 * 2048
     max_response_bytes: int | None = 6 * MIB
-    #: None: the same as ``max_image_pixels`` (one largest image at a time).
+    #: None: one largest image (``max_image_pixels``) per inference thread.
     worker_max_pixels: int | None = None
-    #: None: per-device default (see ``batching_defaults``).
+    #: None: per-device default (see ``serve.batching.batching_defaults``).
     max_batch_size: int | None = None
     max_batch_delay_ms: float | None = None
     precision: str = "auto"
     device: str | None = None
     torch_threads: int | None = None
-    http_threads: int = 32
+    #: None: ``HTTP_THREADS_PER_LANE`` per inference thread.
+    http_threads: int | None = None
     log_level: str = "info"
 
     #: What /execution-parameters reports (0: whole object); None: derived from ``max_payload_bytes``.
@@ -137,15 +146,17 @@ class ServeSettings:
 
     @property
     def worker_pixels(self) -> int:
-        return self.worker_max_pixels or self.max_image_pixels
+        return self.worker_max_pixels or self.max_image_pixels * (self.inference_threads or 1)
 
     @property
     def full_answers(self) -> bool:
         """Answers go to S3 (batch transform, async): the module's ``full_answers`` for these settings."""
         return full_answers(self.batch_mode, self.endpoint_type)
 
-    def with_workers(self, workers: int) -> ServeSettings:
-        return replace(self, workers=workers)
+    def with_workers(self, workers: int, lanes: int = 1) -> ServeSettings:
+        """These settings with the process layout resolved: ``workers`` processes of ``lanes`` inference threads."""
+        return replace(self, workers=workers, inference_threads=lanes,
+                       http_threads=self.http_threads or HTTP_THREADS_PER_LANE * lanes)
 
 
 def _get(env: Mapping[str, str], *names: str) -> tuple[str, str] | None:
@@ -278,17 +289,7 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> ServeSettings:
         precision=_choice(env, "SERVE_PRECISION", "auto", {p: p for p in PRECISIONS}),
         device=device[1] if device else None,
         torch_threads=_int(env, "SERVE_TORCH_THREADS", default=None, low=1, high=1024),
-        http_threads=_int(env, "SERVE_HTTP_THREADS", default=32, low=2, high=1024),
+        inference_threads=_int(env, "SERVE_INFERENCE_THREADS", default=None, low=1, high=256),
+        http_threads=_int(env, "SERVE_HTTP_THREADS", default=None, low=2, high=1024),
         log_level=_choice(env, "SERVE_LOG_LEVEL", "info", {x: x for x in ("debug", "info", "warning", "error")}),
     )
-
-
-def batching_defaults(device_type: str) -> tuple[int, float]:
-    """(max batch size, max delay ms) for a device when the environment does not say.
-
-    Measured on a 2-core CPU (a ~1.9 M-parameter U-Net, 256 x 256 inputs): images/s fell with the batch size for
-    every variant tried (eager, 2 threads: 16 / 14.5 / 11 / 10 at batch 1 / 4 / 8 / 16), and TorchServe with
-    dynamic batching (8, 10 ms) reached 0.60-0.69 of the in-process best against 0.86 without, so CPU does not
-    batch. GPUs gain throughput from batches; a few milliseconds of waiting is cheap there.
-    """
-    return (8, 5.0) if device_type == "cuda" else (1, 0.0)

@@ -11,8 +11,8 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Sampler
 
+from model.cpus import available_cpus
 from model.family import DataFormatError, ModelFamily
-from model.runtime import available_cpus
 from train.config import TrainConfig
 from train.datacheck import UserFacingLoader, as_user_error
 from train.errors import UserError

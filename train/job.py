@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from model.cpus import available_cpus
 from model.family import ModelFamily
-from model.runtime import Runtime, available_cpus, cuda_fallback_note, select_runtime
+from model.runtime import Runtime, cuda_fallback_note, select_runtime
 from train.config import TrainConfig, parse_hyperparameters
 from train.distributed import Dist
 from train.settings import TrainSettings

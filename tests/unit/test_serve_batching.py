@@ -132,3 +132,80 @@ def test_queued_counts_items_waiting_for_the_inference_thread():
     finally:
         gate.set()
         b.close()
+
+
+class TwoAtOnce:
+    """A forward pass that only returns once two passes are inside it at the same time (or 5 s passed)."""
+
+    def __init__(self) -> None:
+        self.barrier = threading.Barrier(2, timeout=5)
+        self.threads: set[str] = set()
+        self.met = 0
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        self.threads.add(threading.current_thread().name)
+        try:
+            self.barrier.wait()
+            self.met += 1
+        except threading.BrokenBarrierError:
+            pass
+        return x * 2
+
+
+def test_two_lanes_run_two_passes_side_by_side_from_one_queue():
+    fwd = TwoAtOnce()
+    b = Batcher(fwd, max_batch_size=1, lanes=2).start()
+    try:
+        assert b.lanes == 2
+        out = b.submit([torch.full((1, 2, 2), float(i)) for i in range(2)], timeout=10)
+    finally:
+        b.close()
+    assert [float(o[0, 0, 0]) for o in out] == [0, 2]
+    assert fwd.met == 2 and fwd.threads == {"inference-0", "inference-1"}
+
+
+def test_one_lane_never_runs_two_passes_at_once():
+    fwd = TwoAtOnce()
+    fwd.barrier = threading.Barrier(2, timeout=0.2)
+    b = Batcher(fwd, max_batch_size=1, lanes=1).start()
+    try:
+        b.submit([torch.zeros(1), torch.zeros(1)], timeout=10)
+    finally:
+        b.close()
+    assert fwd.met == 0 and fwd.threads == {"inference-0"}
+
+
+def test_a_free_lane_takes_the_next_item_while_the_other_is_stuck():
+    gate = threading.Event()
+    stuck = []
+
+    def fwd(x: torch.Tensor) -> torch.Tensor:
+        if float(x.flatten()[0]) < 0 and not stuck:
+            stuck.append(threading.current_thread().name)
+            gate.wait(5)
+        return x * 2
+
+    b = Batcher(fwd, lanes=2).start()
+    slow = threading.Thread(target=b.submit, args=([torch.full((1,), -1.0)], 10))
+    try:
+        slow.start()
+        wait_until(lambda: stuck, 5, "the first lane stuck in its pass")
+        out = b.submit([torch.ones(1) * i for i in range(4)], timeout=5)  # only the other lane can answer
+        assert [float(o[0]) for o in out] == [0, 2, 4, 6]
+    finally:
+        gate.set()
+        slow.join(5)
+        b.close()
+
+
+def test_closing_stops_every_lane_and_fails_work_left_behind():
+    b = Batcher(RecordingForward(), lanes=3).start()
+    b.close()
+    assert not any(t.is_alive() for t in b._threads)
+    with pytest.raises(NotReady):
+        b.submit([torch.zeros(1)], timeout=1)
+
+
+def test_lanes_must_be_positive():
+    with pytest.raises(ValueError, match="lanes"):
+        Batcher(RecordingForward(), lanes=0)

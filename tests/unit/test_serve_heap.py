@@ -1,6 +1,8 @@
 """An idle worker hands the forward's freed heap back to the OS; while busy it does not pay for that."""
 
 import ctypes
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -111,3 +113,30 @@ def test_a_workers_batcher_trims_the_heap_once_idle(tmp_path, monkeypatch):
         wait_until(lambda: trims, 5, "the heap trim of the idle worker")
     finally:
         batcher.close()
+
+
+def test_the_idle_hook_waits_while_another_lane_is_still_in_a_pass():
+    gate, events = threading.Event(), []
+
+    def fwd(x: torch.Tensor) -> torch.Tensor:
+        events.append("pass")
+        if float(x.flatten()[0]) < 0:
+            gate.wait(5)
+        events.append("done")
+        return x * 2
+
+    b = Batcher(fwd, on_idle=lambda: events.append("idle"), idle_after_s=0.02, lanes=2).start()
+    slow = threading.Thread(target=b.submit, args=([torch.full((1,), -1.0)], 10))
+    try:
+        wait_until(lambda: events == ["idle"], 5, "the hook after start")
+        slow.start()
+        wait_until(lambda: events == ["idle", "pass"], 5, "one lane inside its long pass")
+        time.sleep(0.2)  # ten idle periods of the other lane: it must not trim under the running pass
+        assert events == ["idle", "pass"]
+        gate.set()
+        wait_until(lambda: events[-1] == "idle", 5, "the hook once the pass is over")
+    finally:
+        gate.set()
+        slow.join(5)
+        b.close()
+    assert events == ["idle", "pass", "done", "idle"]

@@ -3,8 +3,9 @@ from pathlib import Path
 
 import pytest
 
-from container.serving import resolve_workers, torch_threads, worker_device
-from serve.settings import ServeSettings, SettingsError, batching_defaults, settings_from_env
+from container.serving import resolve_lanes, resolve_workers, torch_threads, worker_device
+from serve.batching import batching_defaults
+from serve.settings import ServeSettings, SettingsError, settings_from_env
 
 
 def test_defaults_follow_the_sagemaker_contract():
@@ -65,18 +66,36 @@ def test_cpu_does_not_batch_by_default_and_gpu_does():
     assert batching_defaults("cuda")[0] > 1
 
 
-def test_default_workers_one_per_gpu_else_capped_cpu_count():
+def test_default_layout_a_worker_per_gpu_else_one_worker_with_a_lane_per_core():
     s = ServeSettings()
-    assert resolve_workers(s, gpus=4, cpus=32) == 4
-    assert resolve_workers(s, gpus=0, cpus=2) == 2
-    assert resolve_workers(s, gpus=0, cpus=64) == 4
+    assert resolve_workers(s, gpus=4, cpus=32) == 4 and resolve_lanes(s, 4, gpus=4, cpus=32) == 1
+    assert resolve_workers(s, gpus=0, cpus=2) == 1 and resolve_lanes(s, 1, gpus=0, cpus=2) == 2
+    assert resolve_workers(s, gpus=0, cpus=64) == 1 and resolve_lanes(s, 1, gpus=0, cpus=64) == 4
+    assert resolve_workers(ServeSettings(device="cpu"), gpus=2, cpus=8) == 1
     assert resolve_workers(ServeSettings(workers=7), gpus=4, cpus=2) == 7
+    # Workers set by hand share the default lanes: 2 workers on 2 cores is the old 2 x 1 layout.
+    assert resolve_lanes(ServeSettings(workers=2), 2, gpus=0, cpus=2) == 1
+    assert resolve_lanes(ServeSettings(workers=3), 3, gpus=0, cpus=2) == 1
+    assert resolve_lanes(ServeSettings(inference_threads=3), 1, gpus=1, cpus=2) == 3
 
 
-def test_cpu_threads_are_shared_between_workers():
+def test_cpu_threads_are_shared_between_workers_and_lanes():
     assert torch_threads(ServeSettings(), workers=2, cpus=2) == 1
+    assert torch_threads(ServeSettings(), workers=1, cpus=2, lanes=2) == 1
+    assert torch_threads(ServeSettings(), workers=1, cpus=16, lanes=4) == 4
     assert torch_threads(ServeSettings(), workers=4, cpus=16) == 4
     assert torch_threads(ServeSettings(torch_threads=3), workers=2, cpus=2) == 3
+
+
+def test_resolved_layout_sizes_http_threads_and_the_pixel_budget_per_lane():
+    s = ServeSettings(max_image_pixels=1000)
+    assert s.with_workers(1, 2).http_threads == 64 and s.with_workers(2, 1).http_threads == 32
+    assert s.with_workers(1, 2).worker_pixels == 2000
+    assert replace(s, http_threads=8).with_workers(1, 4).http_threads == 8
+    assert replace(s, worker_max_pixels=1500).with_workers(1, 2).worker_pixels == 1500
+    assert settings_from_env({"SERVE_INFERENCE_THREADS": "3"}).inference_threads == 3
+    with pytest.raises(SettingsError, match="SERVE_INFERENCE_THREADS"):
+        settings_from_env({"SERVE_INFERENCE_THREADS": "0"})
 
 
 def test_workers_take_gpus_round_robin():
@@ -86,16 +105,16 @@ def test_workers_take_gpus_round_robin():
     assert worker_device(ServeSettings(device="cuda:1"), 0, gpus=2) == "cuda:1"
 
 
-def test_help_states_the_worker_default_the_code_uses(capsys):
+def test_help_states_the_layout_defaults_the_code_uses(capsys):
     from container.serving import main
-    from serve.settings import MAX_DEFAULT_CPU_WORKERS
+    from serve.settings import MAX_DEFAULT_CPU_LANES
 
     with pytest.raises(SystemExit):
         main(["--help"])
     text = capsys.readouterr().out
-    assert f"min(CPUs, {MAX_DEFAULT_CPU_WORKERS})" in text
-    assert "min(2, CPUs)" not in text
-    assert resolve_workers(ServeSettings(), gpus=0, cpus=64) == MAX_DEFAULT_CPU_WORKERS
+    assert f"on CPU min(CPUs, {MAX_DEFAULT_CPU_LANES}) / workers" in text
+    assert "SERVE_INFERENCE_THREADS" in text
+    assert resolve_lanes(ServeSettings(), 1, gpus=0, cpus=64) == MAX_DEFAULT_CPU_LANES
 
 
 def test_max_payload_zero_in_batch_transform_means_the_whole_object():
