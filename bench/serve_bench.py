@@ -5,7 +5,8 @@
 Serves the same model, interleaved in each round, with: each --image as users run it (``docker run --network
 host ... IMAGE serve``, its defaults), the canonical Flask + gunicorn sync server (2 sync workers x 1 torch
 thread) and LitServe (2 inference workers x 1 thread; bench/requirements.txt) when installed. Each round first
-measures the in-process ceiling (the predictor alone, 2 processes x 1 thread and 1 x 2, batch 1), then per
+measures the in-process ceiling (the predictor alone, batch 1, in the best of three layouts: 2 processes x 1
+torch thread, 1 process x 2 torch threads, and 1 process with 2 Python threads of 1 torch thread each), then per
 server: launch -> first correct prediction (cold start; the image's log adds its startup timeline), req/s and
 p99 at concurrency 1 and 16 with a 256 x 256 uint8 npy body, health-check p99 on fresh connections while
 concurrency 16 saturates it, and the peak RSS and PSS summed over the server's processes under that load.
@@ -35,7 +36,8 @@ from serve_load import closed_loop, first_prediction, percentile, sample_health 
 from serve_peers import ImageServer, LitServer, Server, SyncServer, litserve_installed, memory_mib  # noqa: E402
 
 
-def _ceiling_worker(model_dir: str, threads: int, size: int, seconds: float, barrier, out) -> None:
+def _ceiling_worker(model_dir: str, threads: int, size: int, seconds: float, barrier, out, lanes: int = 1) -> None:
+    """``lanes`` Python threads of one process predicting back to back, each on ``threads`` torch threads."""
     sys.path.insert(0, str(REPO))
     import torch
 
@@ -46,27 +48,38 @@ def _ceiling_worker(model_dir: str, threads: int, size: int, seconds: float, bar
     image = np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)
     for _ in range(2):
         p.predict([image])
+    counts = [0] * lanes
+
+    def lane(i: int) -> None:
+        while time.perf_counter() < stop:
+            p.predict([image])
+            counts[i] += 1
+
     barrier.wait()
-    n, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        p.predict([image])
-        n += 1
-    out.put(n / (time.perf_counter() - start))
+    start = time.perf_counter()
+    stop = start + seconds
+    pool = [threading.Thread(target=lane, args=(i,)) for i in range(lanes)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    out.put(sum(counts) / (time.perf_counter() - start))
 
 
 def ceiling(model_dir: Path, size: int, seconds: float) -> dict[str, float]:
-    """images/s of the predictor alone (prepare, forward, finish) for 2 x 1 and 1 x 2 processes x threads."""
+    """images/s of the predictor alone (prepare, forward, finish), per layout: processes x Python threads x
+    torch threads."""
     import multiprocessing as mp
 
     ctx = mp.get_context("spawn")
     rows = {}
-    for procs, threads in ((2, 1), (1, 2)):
+    for procs, lanes, threads in ((2, 1, 1), (1, 1, 2), (1, 2, 1)):
         barrier, out = ctx.Barrier(procs), ctx.Queue()
-        ps = [ctx.Process(target=_ceiling_worker, args=(str(model_dir), threads, size, seconds, barrier, out))
+        ps = [ctx.Process(target=_ceiling_worker, args=(str(model_dir), threads, size, seconds, barrier, out, lanes))
               for _ in range(procs)]
         for p in ps:
             p.start()
-        rows[f"{procs}x{threads}"] = sum(out.get(timeout=600) for _ in ps)
+        rows[f"{procs}x{lanes}x{threads}"] = sum(out.get(timeout=600) for _ in ps)
         for p in ps:
             p.join()
     return rows

@@ -71,9 +71,12 @@ def nvidia_driver_present(load: Any = None) -> bool:
 def gpu_count() -> int:
     """GPUs visible to us, counted through NVML so the master does not initialise CUDA before forking.
 
-    Without the driver's library there can be no GPU, and torch is not imported at all (see the layout above).
+    With a CPU build of torch, or without the driver's library, there is no GPU to use, and torch is not imported
+    at all (see the layout above).
     """
-    if not nvidia_driver_present():
+    from container.gpucheck import torch_cuda_version
+
+    if torch_cuda_version() is None or not nvidia_driver_present():  # a CPU build of torch, or no driver
         return 0
     os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
     import torch
@@ -205,7 +208,7 @@ def prepare_metrics_dir() -> Path:
 
 def check_model_dir(model_dir: Path) -> None:
     """Fail in seconds, before any worker starts, when the model directory is obviously wrong."""
-    from model.artifact import META_FILE, WEIGHTS_FILE
+    from model.files import META_FILE, WEIGHTS_FILE
 
     missing = [name for name in (META_FILE, WEIGHTS_FILE) if not (model_dir / name).is_file()]
     if missing:

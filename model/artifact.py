@@ -19,10 +19,9 @@ import torch
 from torch import nn
 
 from model.family import ModelFamily, config_from_dict, config_to_dict, family_path, load_family
+from model.files import META_FILE, WEIGHTS_FILE
 
 FORMAT_VERSION = 1
-WEIGHTS_FILE = "model.pt"
-META_FILE = "model.json"
 
 
 class ArtifactError(RuntimeError):
