@@ -158,7 +158,7 @@ def fit_to_memory(settings: ServeSettings, on_cpu: bool, memory: int | None) -> 
     if settings.workers is None:
         raise ValueError("fit_to_memory needs the worker count resolved (ServeSettings.with_workers)")
     workers = settings.workers
-    fit = affordable_pixels(memory, workers)
+    fit = affordable_pixels(memory, workers, settings.inference_threads or 1)
     if fit >= settings.worker_pixels:
         return settings
     log.warning("%.1f GiB of memory for %d worker(s): images up to %d pixels (SERVE_MAX_IMAGE_PIXELS), %d in flight "

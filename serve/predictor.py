@@ -1,7 +1,7 @@
 """The predictor: the seam between HTTP and the model. Loads once, predicts many times, knows no HTTP.
 
 Work is split so the HTTP layer can overlap it: ``prepare`` (decode to a tensor, on request threads),
-``forward`` (one batched pass, on the single inference thread), ``finish`` (back to an array, request
+``forward`` (one batched pass, on one of the inference threads), ``finish`` (back to an array, request
 threads). ``predict`` chains them for callers that need no batching (tests, benchmarks).
 """
 

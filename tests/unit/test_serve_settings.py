@@ -166,6 +166,12 @@ def test_cpu_pixel_limits_shrink_to_the_containers_memory_unless_set():
     assert fit_to_memory(s, on_cpu=False, memory=4 << 30) == s
     with pytest.raises(ValueError, match="with_workers"):
         fit_to_memory(ServeSettings(), on_cpu=True, memory=4 << 30)
+    # One worker of two inference threads: its budget and its extra HTTP threads' bodies fit too.
+    one = ServeSettings().with_workers(1, 2)
+    fitted = fit_to_memory(one, on_cpu=True, memory=4 << 30)
+    assert fitted.worker_pixels < one.worker_pixels
+    assert worst_case_bytes(fitted.worker_pixels, lanes=2) <= 4 << 30
+    assert worst_case_bytes(fitted.worker_pixels, lanes=2) > worst_case_bytes(fitted.worker_pixels)
 
 
 def test_container_memory_prefers_the_cgroup_limit(tmp_path):
