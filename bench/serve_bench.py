@@ -9,7 +9,8 @@ measures the in-process ceiling (the predictor alone, batch 1, in the best of th
 torch thread, 1 process x 2 torch threads, and 1 process with 2 Python threads of 1 torch thread each), then per
 server: launch -> first correct prediction (cold start; the image's log adds its startup timeline), req/s and
 p99 at concurrency 1 and 16 with a 256 x 256 uint8 npy body, health-check p99 on fresh connections while
-concurrency 16 saturates it, and the peak RSS and PSS summed over the server's processes under that load.
+concurrency 16 saturates it, the peak RSS and PSS summed over the server's processes under that load, and at
+saturation the server's CPU time per request and the share of the machine left idle.
 Prints medians over rounds and each server's c=16 throughput as a ratio to the median ceiling.
 Without --model-dir it serves an untrained U-Net of --base-channels (same compute as a trained one).
 """
@@ -33,7 +34,16 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "bench")]
 
 from serve_load import closed_loop, first_prediction, percentile, sample_health  # noqa: E402
-from serve_peers import ImageServer, LitServer, Server, SyncServer, litserve_installed, memory_mib  # noqa: E402
+from serve_peers import (  # noqa: E402
+    ImageServer,
+    LitServer,
+    Server,
+    SyncServer,
+    cpu_seconds,
+    litserve_installed,
+    machine_idle,
+    memory_mib,
+)
 
 
 def _ceiling_worker(model_dir: str, threads: int, size: int, seconds: float, barrier, out, lanes: int = 1) -> None:
@@ -120,13 +130,20 @@ def measure(server: Server, model_dir: Path, npy: bytes, expected: np.ndarray, a
 
         watcher = threading.Thread(target=watch)
         watcher.start()
+        pids = running.pids()
+        cpu0, idle0 = cpu_seconds(pids), machine_idle()
         sat = closed_loop(port, call, args.concurrency, args.requests, well_formed)
+        cpu1, idle1 = cpu_seconds(pids), machine_idle()
         busy.clear()
         watcher.join()
         return {"cold_s": cold["first_prediction_s"], "c1": c1["req_per_s"], "c16": sat["req_per_s"],
                 "p99_ms": sat["p99_ms"], "health_p99_ms": 1000 * percentile(health, 0.99),
                 "health_n": len(health), "rss": peak["rss"], "pss": peak["pss"],
-                "errors": c1["errors"] + sat["errors"], "timeline": _timeline(running.logs())}
+                "errors": c1["errors"] + sat["errors"], "timeline": _timeline(running.logs()),
+                # Where the time goes at saturation: the server's CPU per request (the in-process ceiling's is
+                # cores / ceiling) and the share of the machine left idle (waiting, not computing).
+                "cpu_ms": 1000 * (cpu1 - cpu0) / max(1, sat["requests"]),
+                "idle_pct": 100 * (idle1[1] - idle0[1]) / max(1, idle1[0] - idle0[0])}
     finally:
         running.stop()
 
@@ -165,8 +182,10 @@ def report(names: list[str], runs: dict[str, list[dict]], ceilings: list[dict[st
     ceiling_med = statistics.median(best)
     print(f"\nin-process ceiling, best layout per round: {[round(b, 2) for b in best]} images/s, median "
           f"{ceiling_med:.2f}")
+    cores = len(os.sched_getaffinity(0))
+    print(f"CPU per image of the ceiling: {1000 * cores / ceiling_med:.0f} ms ({cores} cores / ceiling)")
     head = ("server", "cold start s", "c=16 req/s", "/ceiling", "p99 c=16 ms", "c=1 req/s", "health p99 ms",
-            "RSS MB", "PSS MB", "errors")
+            "RSS MB", "PSS MB", "CPU ms/req", "idle %", "errors")
     print("\nmedians of rounds:\n| " + " | ".join(head) + " |\n|" + "---|" * len(head))
     for name in names:
         rs = runs[name]
@@ -176,7 +195,8 @@ def report(names: list[str], runs: dict[str, list[dict]], ceilings: list[dict[st
 
         cells = (name, f"{med('cold_s'):.2f}", f"{med('c16'):.2f}", f"{med('c16') / ceiling_med:.2f}",
                  f"{med('p99_ms'):.0f}", f"{med('c1'):.2f}", f"{med('health_p99_ms'):.1f}",
-                 f"{med('rss') * 1.048576:.0f}", f"{med('pss') * 1.048576:.0f}", str(sum(r['errors'] for r in rs)))
+                 f"{med('rss') * 1.048576:.0f}", f"{med('pss') * 1.048576:.0f}", f"{med('cpu_ms'):.0f}",
+                 f"{med('idle_pct'):.1f}", str(sum(r['errors'] for r in rs)))
         print("| " + " | ".join(cells) + " |")
         print(f"    rounds: c=16 {[round(r['c16'], 2) for r in rs]}, cold {[round(r['cold_s'], 2) for r in rs]}")
 
@@ -220,7 +240,8 @@ def main() -> None:
                 runs[server.name].append(m)
                 print(f"  {server.name}: cold {m['cold_s']:.2f} s, c=16 {m['c16']:.2f} req/s p99 {m['p99_ms']:.0f} "
                       f"ms, c=1 {m['c1']:.2f}, health p99 {m['health_p99_ms']:.1f} ms ({m['health_n']}), RSS "
-                      f"{m['rss']:.0f} MiB PSS {m['pss']:.0f} MiB, errors {m['errors']}")
+                      f"{m['rss']:.0f} MiB PSS {m['pss']:.0f} MiB, CPU {m['cpu_ms']:.0f} ms/req, idle "
+                      f"{m['idle_pct']:.1f}%, errors {m['errors']}")
                 if m["timeline"]:
                     print(f"    {m['timeline']}")
     report([s.name for s in todo], runs, ceilings)

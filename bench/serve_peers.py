@@ -116,6 +116,24 @@ def memory_mib(pids: list[int]) -> dict[str, float]:
     return {"rss": rss / 1024, "pss": pss / 1024, "processes": len(pids)}
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of ``pids`` (all their threads), in seconds."""
+    ticks = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # exited meanwhile
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def machine_idle() -> tuple[int, int]:
+    """(all, idle + iowait) jiffies of the whole machine since boot, from /proc/stat."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return sum(values), values[3] + values[4]
+
+
 def _field(text: str, name: str) -> int:
     line = next(ln for ln in text.splitlines() if ln.startswith(name))
     return int(line.split()[1])  # kB

@@ -130,3 +130,25 @@ def wait_for_workers(served: Served, count: int, deadline_s: float = 60.0) -> di
         if time.monotonic() > end:
             raise TimeoutError(f"{len(found)} of {count} workers ready after {deadline_s} s:\n{served.logs()[-3000:]}")
         time.sleep(0.1)
+
+
+_KILL_AND_WAIT = """
+import os, time
+os.kill({pid}, 9)
+end = time.monotonic() + 5
+while time.monotonic() < end:
+    try:
+        state = next(line for line in open('/proc/{pid}/status') if line.startswith('State:'))
+    except (OSError, StopIteration):
+        break
+    if 'Z' in state.split()[1]:
+        break
+    time.sleep(0.005)
+"""
+
+
+def kill_worker(served: Served, pid: int) -> None:
+    """SIGKILL worker ``pid`` and return once it is dead (gone or a zombie), at most 5 s later."""
+    code, out = served.container.exec_run(["python", "-c", _KILL_AND_WAIT.format(pid=pid)])
+    if code != 0:
+        raise RuntimeError(out.decode(errors="replace"))

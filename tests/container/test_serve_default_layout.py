@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from tests.container.serve_harness import start, wait_for_workers, workers
+from tests.container.serve_harness import kill_worker, start, wait_for_workers, workers
 from tests.integration.serve_support import png_bytes, random_image
 from tests.polling import wait_until
 
@@ -80,9 +80,10 @@ def test_the_only_worker_killed_under_load_is_replaced_before_a_ping_times_out(i
         for t in threads:
             t.start()
         wait_until(lambda: len(statuses) >= 10, 60, "ten requests answered under load", interval=0.05)
-        s.container.exec_run(["kill", "-9", str(victim)])
+        kill_worker(s, victim)
         killed_at = time.monotonic()
         wait_until(lambda: s.logs().count("model ready") >= 2, 60, "the replacement worker ready", interval=0.05)
+        ready_at = time.monotonic()
         answered = len(statuses)
         wait_until(lambda: statuses[answered:].count(200) >= 10, 30, "requests answered by the replacement",
                    interval=0.05)
@@ -92,6 +93,7 @@ def test_the_only_worker_killed_under_load_is_replaced_before_a_ping_times_out(i
         [replacement] = workers(s)
         assert replacement != victim
         during = [p for p in pings if p[0] >= killed_at]
+        assert any(t < ready_at for t, _, _ in during), "no ping was sent while the replacement started"
         failed = [(round(t - killed_at, 2), status, round(took, 3)) for t, status, took in during if status != 200]
         assert not failed, f"{len(failed)} of {len(during)} pings failed (s after kill, status, seconds): {failed}"
         slowest = max(took for _, _, took in during)

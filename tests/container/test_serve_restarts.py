@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.container.serve_harness import start, wait_for_workers, workers
+from tests.container.serve_harness import kill_worker, start, wait_for_workers, workers
 from tests.integration.serve_support import png_bytes, random_image
 from tests.polling import wait_until
 
@@ -34,21 +34,6 @@ def slow_loading_model_dir(tmp_path_factory) -> Path:
     meta["family"] = "slow_normals:SlowLoadingNormals"
     (path / META_FILE).write_text(json.dumps(meta))
     return path
-
-
-_KILL_AND_WAIT = """
-import os, time
-os.kill({pid}, 9)
-end = time.monotonic() + 5
-while time.monotonic() < end:
-    try:
-        state = next(line for line in open('/proc/{pid}/status') if line.startswith('State:'))
-    except (OSError, StopIteration):
-        break
-    if 'Z' in state.split()[1]:
-        break
-    time.sleep(0.005)
-"""
 
 
 def _ping_every_100_ms(served, stop: threading.Event, results: list[tuple[float, int, float]],
@@ -90,7 +75,7 @@ def test_a_killed_worker_is_replaced_and_ping_never_waits_for_its_loading(image,
             # Return once the victim is dead (gone or a zombie), not when the signal is sent: until then its
             # own SO_REUSEPORT listener is open, and a connection the kernel queues there in those few ms is
             # reset when it closes. That is the crash itself, not the restart this test is about.
-            s.container.exec_run(["python", "-c", _KILL_AND_WAIT.format(pid=victim)])
+            kill_worker(s, victim)
             killed_at = time.monotonic()
         # The replacement takes >= 6 s to build its model; keep pinging until it is ready, then 1 s more.
         while s.logs().count("model ready") < 3:
