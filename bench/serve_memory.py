@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import re
 import subprocess
 import sys
 import tempfile
@@ -149,7 +150,11 @@ def main() -> None:
         running = server.launch(port, args.model_dir, Path(log_dir))
         try:
             deadline = time.monotonic() + 120
-            while running.logs().count("startup timeline") < 2:  # each worker logs it once accepting
+            def accepting() -> bool:  # each worker logs its timeline once accepting
+                layout = re.search(r"(\d+) worker\(s\)", logs := running.logs())
+                return bool(layout) and logs.count("startup timeline") >= int(layout.group(1))
+
+            while not accepting():
                 if time.monotonic() > deadline or not running.alive():
                     raise TimeoutError(f"the workers did not start accepting:\n{running.logs()[-2000:]}")
                 time.sleep(0.1)
