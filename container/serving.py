@@ -120,30 +120,6 @@ def worker_device(settings: ServeSettings, worker_index: int, gpus: int) -> str:
     return f"cuda:{worker_index % max(gpus, 1)}"
 
 
-#: glibc's mallopt parameter for the most malloc arenas (mallopt(3): the same as MALLOC_ARENA_MAX).
-_M_ARENA_MAX = -8
-MALLOC_ARENAS = 2
-
-
-def limit_malloc_arenas(libc: Any = None) -> bool:
-    """Cap glibc's malloc arenas in the master, before forking: every worker inherits the cap.
-
-    With 32 HTTP threads per worker glibc opens up to 8 arenas per core, and freed request memory stays spread
-    over them: in a 10-minute soak (bench/soak.py) worker RSS rose +8 MiB/min; with 2 arenas it stayed flat
-    (465 -> 489 MiB, slope -0.9 MiB/min) at the same throughput. MALLOC_ARENA_MAX in the environment wins.
-    """
-    if os.environ.get("MALLOC_ARENA_MAX"):
-        return False
-    try:
-        if libc is None:
-            import ctypes
-
-            libc = ctypes.CDLL("libc.so.6")
-        return bool(libc.mallopt(_M_ARENA_MAX, MALLOC_ARENAS))
-    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to tune
-        return False
-
-
 def fit_to_memory(settings: ServeSettings, on_cpu: bool, memory: int | None) -> ServeSettings:
     """On CPU, lower the default pixel limits to what the container's memory affords ``settings.workers`` workers
     (resolved: ``with_workers``).
@@ -255,7 +231,10 @@ def main(argv: list[str]) -> None:
         settings.model_dir, settings.port, workers, settings.http_threads, lanes, threads if not gpus else "-", gpus,
     )
 
-    limit_malloc_arenas()
+    from serve.heap import tune_malloc
+
+    if tuned := tune_malloc():
+        log.info("malloc: %s", ", ".join(tuned))
     from container.gunicorn_app import run_server  # after prepare_metrics_dir: it imports prometheus_client
 
     run_server(settings, workers, gpus, threads, timeline)

@@ -186,26 +186,6 @@ def test_container_memory_prefers_the_cgroup_limit(tmp_path):
     assert container_memory(meminfo, (unlimited, tmp_path / "absent")) == 16384000 * 1024
 
 
-def test_malloc_arenas_are_capped_unless_the_environment_says(monkeypatch):
-    from container.serving import MALLOC_ARENAS, limit_malloc_arenas
-
-    class FakeLibc:
-        calls: list = []
-
-        def mallopt(self, param, value):
-            self.calls.append((param, value))
-            return 1
-
-    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
-    libc = FakeLibc()
-    assert limit_malloc_arenas(libc) is True
-    assert libc.calls == [(-8, MALLOC_ARENAS)]  # M_ARENA_MAX
-    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
-    assert limit_malloc_arenas(libc) is False and len(libc.calls) == 1
-    monkeypatch.delenv("MALLOC_ARENA_MAX")
-    assert limit_malloc_arenas() in (True, False)  # the real libc: never raises
-
-
 def test_an_unknown_default_accept_is_refused_when_the_settings_are_made_naming_the_types():
     for make in (lambda: settings_from_env({"SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT": "text/csv"}),
                  lambda: ServeSettings(default_accept="text/csv")):
