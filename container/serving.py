@@ -231,9 +231,9 @@ def main(argv: list[str]) -> None:
         settings.model_dir, settings.port, workers, settings.http_threads, lanes, threads if not gpus else "-", gpus,
     )
 
-    from serve.heap import tune_malloc
+    from container.malloc import tune_malloc
 
-    if tuned := tune_malloc():
+    if tuned := tune_malloc(arenas=True):
         log.info("malloc: %s", ", ".join(tuned))
     from container.gunicorn_app import run_server  # after prepare_metrics_dir: it imports prometheus_client
 

@@ -47,6 +47,9 @@ def launch(argv: list[str], environ: Mapping[str, str] | None = None) -> None:
         examples = "; ".join(f"{name} like {REQUIRED[name]}" for name in missing)
         _fail(tree, f"UserError: {tree.config_dir} lacks {', '.join(missing)}; SageMaker writes these files, a "
                     f"local `docker run -v ...:/opt/ml` must provide them. Fix: create {examples}.")
+    from container.malloc import tune_malloc
+
+    tune_malloc(arenas=False)  # before any forward pass; exported to the processes the job starts
     os.environ["SAGEMAKER_TRAINING_MODULE"] = "container.training:main"
     from sagemaker_training import trainer  # imported late: its import reads /opt/ml
 

@@ -141,37 +141,3 @@ def test_the_idle_hook_waits_while_another_lane_is_still_in_a_pass():
         b.close()
     assert events == ["idle", "pass", "done", "idle"]
 
-
-class FakeLibc:
-    def __init__(self) -> None:
-        self.calls: list[tuple[int, int]] = []
-
-    def mallopt(self, param: int, value: int) -> int:
-        self.calls.append((param, value))
-        return 1
-
-
-def test_malloc_is_tuned_unless_the_environment_says():
-    from serve.heap import MALLOC_ARENAS, MMAP_THRESHOLD, TRIM_THRESHOLD, tune_malloc
-
-    libc = FakeLibc()
-    assert tune_malloc(libc, {}) == [f"MALLOC_ARENA_MAX={MALLOC_ARENAS}", f"MALLOC_MMAP_THRESHOLD_={MMAP_THRESHOLD}",
-                                     f"MALLOC_TRIM_THRESHOLD_={TRIM_THRESHOLD}"]
-    assert libc.calls == [(-8, MALLOC_ARENAS), (-3, MMAP_THRESHOLD), (-1, TRIM_THRESHOLD)]  # mallopt(3)
-    libc = FakeLibc()
-    assert tune_malloc(libc, {"MALLOC_ARENA_MAX": "4"}) == [f"MALLOC_MMAP_THRESHOLD_={MMAP_THRESHOLD}",
-                                                           f"MALLOC_TRIM_THRESHOLD_={TRIM_THRESHOLD}"]
-    assert (-8, MALLOC_ARENAS) not in libc.calls
-    assert tune_malloc(libc, {"GLIBC_TUNABLES": "glibc.malloc.arena_max=1"}) == []
-    assert tune_malloc(object(), {}) == []  # no mallopt: not glibc
-
-
-def test_the_real_libc_accepts_the_tuning_in_a_fresh_process():
-    import subprocess
-    import sys
-
-    code = "from serve.heap import tune_malloc; print(len(tune_malloc(environ={})))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                         cwd=Path(__file__).resolve().parents[2])
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "3"
