@@ -6,7 +6,8 @@ Serves the same model, interleaved in each round, with: each --image as users ru
 host ... IMAGE serve``, its defaults), the canonical Flask + gunicorn sync server (2 sync workers x 1 torch
 thread) and LitServe (2 inference workers x 1 thread; bench/requirements.txt) when installed. Each round first
 measures the in-process ceiling (the predictor alone, batch 1, in the best of three layouts: 2 processes x 1
-torch thread, 1 process x 2 torch threads, and 1 process with 2 Python threads of 1 torch thread each), then per
+torch thread, 1 process x 2 torch threads, and 1 process with 2 Python threads of 1 torch thread each; all
+with the image's malloc thresholds), then per
 server: launch -> first correct prediction (cold start; the image's log adds its startup timeline), req/s and
 p99 at concurrency 1 and 16 with a 256 x 256 uint8 npy body, health-check p99 on fresh connections while
 concurrency 16 saturates it, the peak RSS and PSS summed over the server's processes under that load, and at
@@ -78,21 +79,40 @@ def _ceiling_worker(model_dir: str, threads: int, size: int, seconds: float, bar
 
 def ceiling(model_dir: Path, size: int, seconds: float) -> dict[str, float]:
     """images/s of the predictor alone (prepare, forward, finish), per layout: processes x Python threads x
-    torch threads."""
+    torch threads, with the image's malloc settings."""
     import multiprocessing as mp
+
+    from container.malloc import MMAP_THRESHOLD, TRIM_THRESHOLD
 
     ctx = mp.get_context("spawn")
     rows = {}
-    for procs, lanes, threads in ((2, 1, 1), (1, 1, 2), (1, 2, 1)):
-        barrier, out = ctx.Barrier(procs), ctx.Queue()
-        ps = [ctx.Process(target=_ceiling_worker, args=(str(model_dir), threads, size, seconds, barrier, out, lanes))
-              for _ in range(procs)]
-        for p in ps:
-            p.start()
-        rows[f"{procs}x{lanes}x{threads}"] = sum(out.get(timeout=600) for _ in ps)
-        for p in ps:
-            p.join()
+    # The image's malloc thresholds (container/malloc.py) in the ceiling's processes too: read by glibc at start.
+    tuned = {"MALLOC_MMAP_THRESHOLD_": str(MMAP_THRESHOLD), "MALLOC_TRIM_THRESHOLD_": str(TRIM_THRESHOLD)}
+    saved = {k: os.environ.get(k) for k in tuned}
+    os.environ.update(tuned)
+    try:
+        for layout in ((2, 1, 1), (1, 1, 2), (1, 2, 1)):
+            rows.update(_ceiling_layout(ctx, model_dir, size, seconds, *layout))
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
     return rows
+
+
+def _ceiling_layout(ctx, model_dir: Path, size: int, seconds: float, procs: int, lanes: int, threads: int
+                    ) -> dict[str, float]:
+    barrier, out = ctx.Barrier(procs), ctx.Queue()
+    ps = [ctx.Process(target=_ceiling_worker, args=(str(model_dir), threads, size, seconds, barrier, out, lanes))
+          for _ in range(procs)]
+    for p in ps:
+        p.start()
+    images_per_s = sum(out.get(timeout=600) for _ in ps)
+    for p in ps:
+        p.join()
+    return {f"{procs}x{lanes}x{threads}": images_per_s}
 
 
 def free_port() -> int:

@@ -16,8 +16,8 @@ Layout, from measurements on a 2-core CPU and the SageMaker contract:
   cannot load the model fails to boot, which halts the master: the container exits non-zero (3) with
   the reason logged.
 - Each worker logs a startup timeline (container/timeline.py): seconds since the serve process started, per
-  step, from the master's imports to the worker accepting connections.
-- Workers keep /invocations load within one request of each other by closing a keep-alive connection of the
+  step, to the worker accepting connections.
+- Several workers keep /invocations load within one request of each other by closing a keep-alive connection of the
   busier one (container/balance.py): connections stick to the worker that accepted them.
 - SIGTERM (SageMaker scale-in, then SIGKILL 30 s later): gunicorn stops accepting and lets in-flight
   requests finish within ``GRACEFUL_TIMEOUT_S``.
