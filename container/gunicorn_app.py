@@ -139,7 +139,10 @@ class Server(BaseApplication):
         # Only now, with the model loaded and warm: a listener in the SO_REUSEPORT group gets its share of
         # new connections from the kernel at once, so one opened before loading (in post_fork) made a
         # replacement worker hold pings it could not answer until loaded (issue 10, defect 4).
-        worker.sockets = [*worker.sockets, *own_listener(worker.sockets, self.cfg.backlog)]
+        # With one worker there is nothing to spread, and a listener of its own would take connections the
+        # kernel resets if this worker dies: the master's socket keeps them queued for the replacement.
+        if self.workers > 1:
+            worker.sockets = [*worker.sockets, *own_listener(worker.sockets, self.cfg.backlog)]
         if self.balancer is not None:
             self.balancer.ready()
         self.timeline.mark("accepting")

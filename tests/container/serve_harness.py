@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
+import os
+import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,23 +136,61 @@ def wait_for_workers(served: Served, count: int, deadline_s: float = 60.0) -> di
         time.sleep(0.1)
 
 
-_KILL_AND_WAIT = """
-import os, time
-os.kill({pid}, 9)
-end = time.monotonic() + 5
-while time.monotonic() < end:
-    try:
-        state = next(line for line in open('/proc/{pid}/status') if line.startswith('State:'))
-    except (OSError, StopIteration):
-        break
-    if 'Z' in state.split()[1]:
-        break
-    time.sleep(0.005)
-"""
+def host_pid(served: Served, pid: int) -> int:
+    """The host's PID of the container's process ``pid`` (its PID namespace's number is the last of NSpid)."""
+    for row in served.container.top(ps_args="-o pid")["Processes"]:
+        try:
+            status = Path(f"/proc/{row[0]}/status").read_text()
+        except OSError:
+            continue
+        nspids = next((line.split()[1:] for line in status.splitlines() if line.startswith("NSpid:")), [])
+        if nspids and int(nspids[-1]) == pid:
+            return int(row[0])
+    raise LookupError(f"no process {pid} in the container")
 
 
 def kill_worker(served: Served, pid: int) -> None:
-    """SIGKILL worker ``pid`` and return once it is dead (gone or a zombie), at most 5 s later."""
-    code, out = served.container.exec_run(["python", "-c", _KILL_AND_WAIT.format(pid=pid)])
-    if code != 0:
-        raise RuntimeError(out.decode(errors="replace"))
+    """SIGKILL the container's process ``pid`` from the host (a ``docker exec`` can take a second to start under
+    load) and return once it is dead (gone or a zombie), at most 5 s later."""
+    target = host_pid(served, pid)
+    os.kill(target, signal.SIGKILL)
+    end = time.monotonic() + 5
+    while time.monotonic() < end:
+        try:
+            state = next(line for line in Path(f"/proc/{target}/status").read_text().splitlines()
+                         if line.startswith("State:"))
+        except (OSError, StopIteration):
+            return
+        if "Z" in state.split()[1]:
+            return
+        time.sleep(0.002)
+
+
+#: SageMaker's /ping timeout.
+PING_TIMEOUT_S = 2.0
+
+
+def ping_every_100_ms(served: Served, stop: threading.Event, results: list[tuple[float, int, float]],
+                      turn: threading.Lock | None = None) -> None:
+    """Fresh-connection pings until ``stop``: (start, status or 0, seconds) each; ``turn`` held around each ping."""
+    while not stop.is_set():
+        t = time.monotonic()
+        with turn or contextlib.nullcontext():
+            status = served.ping(timeout=PING_TIMEOUT_S)
+        results.append((t, status, time.monotonic() - t))
+        stop.wait(max(0.0, 0.1 - (time.monotonic() - t)))
+
+
+def png_load(served: Served, stop: threading.Event, statuses: list[int]) -> None:
+    """Back-to-back 64 x 64 PNG predictions until ``stop`` (at most 2000): each status, 0 for a broken connection."""
+    from tests.integration.serve_support import png_bytes, random_image
+
+    body = png_bytes(random_image(64, 64))
+    for _ in range(2000):
+        if stop.is_set():
+            return
+        try:
+            statuses.append(served.request("POST", "/invocations", body, {"Content-Type": "image/png",
+                                                                        "Accept": "image/png"}, timeout=10)[0])
+        except OSError:
+            statuses.append(0)  # in flight on a killed worker

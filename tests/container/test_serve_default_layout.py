@@ -14,13 +14,11 @@ import time
 
 import pytest
 
-from tests.container.serve_harness import kill_worker, start, wait_for_workers, workers
-from tests.integration.serve_support import png_bytes, random_image
+from tests.container.serve_harness import kill_worker, ping_every_100_ms, png_load, start, wait_for_workers, workers
 from tests.polling import wait_until
 
 pytestmark = pytest.mark.container
 
-PING_TIMEOUT_S = 2.0  # SageMaker's
 #: A master without torch holds ~28 MiB (measured); with torch it held ~230 MiB.
 MASTER_MAX_KIB = 80 << 10
 
@@ -50,40 +48,20 @@ def test_one_worker_with_an_inference_thread_per_core_under_a_master_without_tor
         s.stop()
 
 
-def _ping_every_100_ms(served, stop: threading.Event, results: list[tuple[float, int, float]]) -> None:
-    while not stop.is_set():
-        t = time.monotonic()
-        status = served.ping(timeout=PING_TIMEOUT_S)
-        results.append((t, status, time.monotonic() - t))
-        stop.wait(max(0.0, 0.1 - (time.monotonic() - t)))
-
-
-def _load(served, stop: threading.Event, statuses: list[int]) -> None:
-    body = png_bytes(random_image(64, 64))
-    for _ in range(2000):  # bounded
-        if stop.is_set():
-            return
-        try:
-            statuses.append(served.request("POST", "/invocations", body, {"Content-Type": "image/png",
-                                                                        "Accept": "image/png"}, timeout=10)[0])
-        except OSError:
-            statuses.append(0)  # in flight on the killed worker
-
-
 def test_the_only_worker_killed_under_load_is_replaced_before_a_ping_times_out(image, default_unet_dir):
     s = start(image, default_unet_dir)
-    stop, pings, statuses = threading.Event(), [], []
-    threads = [threading.Thread(target=_ping_every_100_ms, args=(s, stop, pings))]
-    threads += [threading.Thread(target=_load, args=(s, stop, statuses)) for _ in range(3)]
+    stop, pings, statuses, turn = threading.Event(), [], [], threading.Lock()
+    threads = [threading.Thread(target=ping_every_100_ms, args=(s, stop, pings, turn))]
+    threads += [threading.Thread(target=png_load, args=(s, stop, statuses)) for _ in range(3)]
     try:
         [victim] = wait_for_workers(s, 1)
         for t in threads:
             t.start()
         wait_until(lambda: len(statuses) >= 10, 60, "ten requests answered under load", interval=0.05)
-        kill_worker(s, victim)
-        killed_at = time.monotonic()
+        with turn:  # between two pings: one in flight on the victim would die with it (the crash, not the restart)
+            kill_worker(s, victim)
+            killed_at = time.monotonic()
         wait_until(lambda: s.logs().count("model ready") >= 2, 60, "the replacement worker ready", interval=0.05)
-        ready_at = time.monotonic()
         answered = len(statuses)
         wait_until(lambda: statuses[answered:].count(200) >= 10, 30, "requests answered by the replacement",
                    interval=0.05)
@@ -93,11 +71,13 @@ def test_the_only_worker_killed_under_load_is_replaced_before_a_ping_times_out(i
         [replacement] = workers(s)
         assert replacement != victim
         during = [p for p in pings if p[0] >= killed_at]
-        assert any(t < ready_at for t, _, _ in during), "no ping was sent while the replacement started"
         failed = [(round(t - killed_at, 2), status, round(took, 3)) for t, status, took in during if status != 200]
         assert not failed, f"{len(failed)} of {len(during)} pings failed (s after kill, status, seconds): {failed}"
-        slowest = max(took for _, _, took in during)
-        print(f"slowest ping through the restart: {slowest:.2f} s ({len(during)} pings)")
+        # The first ping after the kill waits in the master's backlog until the replacement answers (it imports
+        # torch first, ~1 s here): proof that the pings spanned the restart.
+        assert during and during[0][2] >= 0.1, f"the first ping after the kill took {during[0][2]:.3f} s"
+        print(f"pings through the restart: the first took {during[0][2]:.2f} s, the slowest "
+              f"{max(took for _, _, took in during):.2f} s ({len(during)} pings)")
     finally:
         stop.set()
         s.stop()

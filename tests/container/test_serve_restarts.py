@@ -14,14 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.container.serve_harness import kill_worker, start, wait_for_workers, workers
-from tests.integration.serve_support import png_bytes, random_image
+from tests.container.serve_harness import kill_worker, ping_every_100_ms, png_load, start, wait_for_workers, workers
 from tests.polling import wait_until
 
 pytestmark = pytest.mark.container
 
 FAMILY_DIR = Path(__file__).parent / "slow_family"
-PING_TIMEOUT_S = 2.0  # SageMaker's
 
 
 @pytest.fixture(scope="module")
@@ -36,35 +34,13 @@ def slow_loading_model_dir(tmp_path_factory) -> Path:
     return path
 
 
-def _ping_every_100_ms(served, stop: threading.Event, results: list[tuple[float, int, float]],
-                       turn: threading.Lock) -> None:
-    while not stop.is_set():
-        t = time.monotonic()
-        with turn:  # the kill happens between two pings: one in flight on the victim would die with it
-            status = served.ping(timeout=PING_TIMEOUT_S)
-        results.append((t, status, time.monotonic() - t))
-        stop.wait(max(0.0, 0.1 - (time.monotonic() - t)))
-
-
-def _load(served, stop: threading.Event, statuses: list[int]) -> None:
-    body = png_bytes(random_image(64, 64))
-    for _ in range(2000):  # bounded
-        if stop.is_set():
-            return
-        try:
-            statuses.append(served.request("POST", "/invocations", body, {"Content-Type": "image/png",
-                                                                        "Accept": "image/png"}, timeout=10)[0])
-        except OSError:
-            statuses.append(0)  # in flight on the killed worker
-
-
 def test_a_killed_worker_is_replaced_and_ping_never_waits_for_its_loading(image, slow_loading_model_dir):
     s = start(image, slow_loading_model_dir, {"SAGEMAKER_MODEL_SERVER_WORKERS": "2",
                                               "PYTHONPATH": "/opt/program:/opt/testfamily"},
               volumes={FAMILY_DIR: "/opt/testfamily"}, deadline_s=120)
     stop, pings, statuses, turn = threading.Event(), [], [], threading.Lock()
-    threads = [threading.Thread(target=_ping_every_100_ms, args=(s, stop, pings, turn))]
-    threads += [threading.Thread(target=_load, args=(s, stop, statuses)) for _ in range(3)]
+    threads = [threading.Thread(target=ping_every_100_ms, args=(s, stop, pings, turn))]
+    threads += [threading.Thread(target=png_load, args=(s, stop, statuses)) for _ in range(3)]
     try:
         before = set(wait_for_workers(s, 2))
         for t in threads:
