@@ -127,7 +127,7 @@ class Batcher:
         try:
             return [item.future.result(timeout=max(0.0, deadline - time.monotonic())) for item in items]
         except FutureTimeout:
-            # Items not yet started are skipped by the inference thread: no work for a client that left.
+            # Items not yet started are skipped by the lanes: no work for a client that left.
             for item in items:
                 item.future.cancel()
             raise Overloaded(
@@ -150,7 +150,7 @@ class Batcher:
         self._worked = False
         try:
             self._on_idle()  # type: ignore[misc]
-        except Exception:  # housekeeping: it must never stop the inference thread
+        except Exception:  # housekeeping: it must never stop a lane
             log.exception("the idle hook failed")
 
     def _room(self, group: list[_Item]) -> bool:
