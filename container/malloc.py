@@ -14,8 +14,8 @@ _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8
 MALLOC_ARENAS = 2
 #: Buffers up to this size come from the heap, the most glibc allows on 64-bit (DEFAULT_MMAP_THRESHOLD_MAX).
 MMAP_THRESHOLD = 32 << 20
-#: Free memory at the top of the heap kept for the next pass rather than returned at once (the idle trim above
-#: still returns all of it once a worker has had nothing to do).
+#: Free memory at the top of the heap kept for the next pass rather than returned at once (a serving worker's idle
+#: trim, serve/heap.py, returns most of it once it has had nothing to do).
 TRIM_THRESHOLD = 1 << 30
 _TUNING = (
     ("MALLOC_ARENA_MAX", _M_ARENA_MAX, MALLOC_ARENAS),
@@ -37,7 +37,10 @@ def tune_malloc(*, arenas: bool, libc: Any = None, environ: MutableMapping[str, 
       to the OS when it freed them, and the next pass faulted them in again, page by page. Measured in one
       process with 2 inference threads (7.2 M-parameter U-Net, 256 x 256, 40 images, 4 interleaved runs):
       2,954-8,728 page faults and 120-130 ms of CPU per image by default, 1,072-1,424 faults and 111-115 ms
-      with these thresholds (16.6-17.6 images/s against 14.2-16.2). Idle workers still return everything.
+      with these thresholds (16.6-17.6 images/s against 14.2-16.2; a later set of runs showed no difference in
+      process). In the serving container at c=16: ~6,500 faults and 125 ms of CPU per request by default, 410-447
+      and 117-121 ms with them. The price: an idle worker's trim leaves ~46 MiB of heap fragmentation after
+      512 x 512 requests (264 -> 582 -> 310 MiB), where the defaults left ~15.
       Training gains too: 128 px, batch 16, bf16, 2 threads, 2 interleaved runs each: the training loop 116.6-120.1
       images/s against 111.4-113.8, the compute ceiling on tensors in memory 96.9-97.3 against 84.8-85.8.
 
