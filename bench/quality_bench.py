@@ -49,6 +49,7 @@ RECIPES: dict[str, dict[str, str]] = {
     "no-coords": {"coord_channels": "false"},
     "cosine-loss": {"model_family": "bench.quality_bench:CosineLossNormals"},
     "ema": {"ema_decay": "0.995"},
+    "ema-999": {"ema_decay": "0.999"},
     "no-augment": {"augment": "false"},
     "lr-2e-3": {"learning_rate": "0.002"},
     "lr-3e-3": {"learning_rate": "0.003"},

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import io
 import os
+import resource
 import socket
 import statistics
 import sys
@@ -151,9 +152,10 @@ def measure(server: Server, model_dir: Path, npy: bytes, expected: np.ndarray, a
         watcher = threading.Thread(target=watch)
         watcher.start()
         pids = running.pids()
-        cpu0, idle0 = cpu_seconds(pids), machine_idle()
+        cpu0, idle0, own0, t0 = cpu_seconds(pids), machine_idle(), _own_cpu_seconds(), time.perf_counter()
         sat = closed_loop(port, call, args.concurrency, args.requests, well_formed)
-        cpu1, idle1 = cpu_seconds(pids), machine_idle()
+        cpu1, idle1, own1, t1 = cpu_seconds(pids), machine_idle(), _own_cpu_seconds(), time.perf_counter()
+        machine_s = (t1 - t0) * len(os.sched_getaffinity(0))
         busy.clear()
         watcher.join()
         return {"cold_s": cold["first_prediction_s"], "c1": c1["req_per_s"], "c16": sat["req_per_s"],
@@ -163,9 +165,17 @@ def measure(server: Server, model_dir: Path, npy: bytes, expected: np.ndarray, a
                 # Where the time goes at saturation: the server's CPU per request (the in-process ceiling's is
                 # cores / ceiling) and the share of the machine left idle (waiting, not computing).
                 "cpu_ms": 1000 * (cpu1 - cpu0) / max(1, sat["requests"]),
-                "idle_pct": 100 * (idle1[1] - idle0[1]) / max(1, idle1[0] - idle0[0])}
+                "idle_pct": 100 * (idle1[1] - idle0[1]) / max(1, idle1[0] - idle0[0]),
+                # Shares of the machine's CPU time during the c=16 load: the server's processes and this process
+                # (the load generator's client threads, the health prober and the memory sampler).
+                "server_pct": 100 * (cpu1 - cpu0) / machine_s, "loadgen_pct": 100 * (own1 - own0) / machine_s}
     finally:
         running.stop()
+
+
+def _own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _timeline(logs: str) -> str:
@@ -205,7 +215,7 @@ def report(names: list[str], runs: dict[str, list[dict]], ceilings: list[dict[st
     cores = len(os.sched_getaffinity(0))
     print(f"CPU per image of the ceiling: {1000 * cores / ceiling_med:.0f} ms ({cores} cores / ceiling)")
     head = ("server", "cold start s", "c=16 req/s", "/ceiling", "p99 c=16 ms", "c=1 req/s", "health p99 ms",
-            "RSS MB", "PSS MB", "CPU ms/req", "idle %", "errors")
+            "RSS MB", "PSS MB", "CPU ms/req", "server %", "load gen %", "idle %", "errors")
     print("\nmedians of rounds:\n| " + " | ".join(head) + " |\n|" + "---|" * len(head))
     for name in names:
         rs = runs[name]
@@ -216,7 +226,8 @@ def report(names: list[str], runs: dict[str, list[dict]], ceilings: list[dict[st
         cells = (name, f"{med('cold_s'):.2f}", f"{med('c16'):.2f}", f"{med('c16') / ceiling_med:.2f}",
                  f"{med('p99_ms'):.0f}", f"{med('c1'):.2f}", f"{med('health_p99_ms'):.1f}",
                  f"{med('rss') * 1.048576:.0f}", f"{med('pss') * 1.048576:.0f}", f"{med('cpu_ms'):.0f}",
-                 f"{med('idle_pct'):.1f}", str(sum(r['errors'] for r in rs)))
+                 f"{med('server_pct'):.1f}", f"{med('loadgen_pct'):.1f}", f"{med('idle_pct'):.1f}",
+                 str(sum(r['errors'] for r in rs)))
         print("| " + " | ".join(cells) + " |")
         print(f"    rounds: c=16 {[round(r['c16'], 2) for r in rs]}, cold {[round(r['cold_s'], 2) for r in rs]}")
 

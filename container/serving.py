@@ -6,7 +6,8 @@ Layout, from measurements on a 2-core CPU and the SageMaker contract:
   thread while every lane is busy predicting (measured: sync workers, one request at a time each, let /ping
   wait behind inference: p99 559 ms).
 - On CPU the default is one worker whose lanes use the cores (one per core, one torch thread each): one copy of
-  torch and the weights, and no lane idles while another has requests waiting. GPU hosts get a worker per GPU.
+  torch and the weights, and no lane idles while another has requests waiting. GPU hosts get two workers per
+  GPU (one where there are fewer than 2 cores for each): one process's request threads cannot keep a GPU busy.
 - The master imports torch only when it forks several workers: they then share its pages copy-on-write (a
   master that never imported torch measured ~120-130 MB more PSS with 2 workers, which also imported torch at
   once on two cores, 1.3-1.8 s each). With one worker there is nothing to share, and a master holding torch
@@ -37,7 +38,15 @@ from pathlib import Path
 from typing import Any
 
 from container.timeline import StartupTimeline
-from serve.settings import MAX_DEFAULT_CPU_LANES, VARIABLES, ServeSettings, SettingsError, settings_from_env
+from serve.settings import (
+    CPUS_PER_GPU_WORKER,
+    GPU_WORKERS_PER_GPU,
+    MAX_DEFAULT_CPU_LANES,
+    VARIABLES,
+    ServeSettings,
+    SettingsError,
+    settings_from_env,
+)
 
 log = logging.getLogger("serve")
 
@@ -95,10 +104,14 @@ def _on_gpus(settings: ServeSettings, gpus: int) -> bool:
 
 
 def resolve_workers(settings: ServeSettings, gpus: int, cpus: int) -> int:
-    """Worker processes: as set, else one per GPU, else one (its inference threads use the CPUs)."""
+    """Worker processes: as set, else two per GPU (one where the host has fewer than 2 cores for each), else
+    one (its inference threads use the CPUs)."""
     if settings.workers is not None:
         return settings.workers
-    return gpus if _on_gpus(settings, gpus) else 1
+    if not _on_gpus(settings, gpus):
+        return 1
+    per_gpu = GPU_WORKERS_PER_GPU if cpus >= GPU_WORKERS_PER_GPU * CPUS_PER_GPU_WORKER * gpus else 1
+    return per_gpu * gpus
 
 
 def resolve_lanes(settings: ServeSettings, workers: int, gpus: int, cpus: int) -> int:

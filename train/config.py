@@ -59,9 +59,9 @@ class TrainConfig:
                            "the saved model; 0 = off (measured no gain with the cosine schedule).",
                            lambda v: 0 <= v < 1, "[0, 1)")
     augment: bool = _hp(True, "Random crops, left-right mirroring and colour jitter during training.")
-    data_workers: int = _hp(-1, "DataLoader worker processes; -1 = none once the data is decoded in memory, "
-                            "else min(4, CPUs). Files are decoded into memory once per job whenever they fit, "
-                            "whatever this says.", lambda v: -1 <= v <= 64, "-1..64")
+    data_workers: int = _hp(-1, "DataLoader worker processes; -1 = once the data is decoded in memory none on "
+                            "CPU and min(3, CPUs - 1) for a GPU, else min(4, CPUs). Files are decoded into memory "
+                            "once per job whenever they fit, whatever this says.", lambda v: -1 <= v <= 64, "-1..64")
     precision: str = _hp("auto", "auto (bf16 on GPUs that have it, else fp16; on CPUs bf16 where they compute it "
                          "natively (AVX512-BF16, AMX), else fp32), fp32, bf16, fp16.",
                          lambda v: v in PRECISIONS, " | ".join(PRECISIONS))

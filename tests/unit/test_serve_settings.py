@@ -66,9 +66,11 @@ def test_cpu_does_not_batch_by_default_and_gpu_does():
     assert batching_defaults("cuda")[0] > 1
 
 
-def test_default_layout_a_worker_per_gpu_else_one_worker_with_a_lane_per_core():
+def test_default_layout_two_workers_per_gpu_else_one_worker_with_a_lane_per_core():
     s = ServeSettings()
-    assert resolve_workers(s, gpus=4, cpus=32) == 4 and resolve_lanes(s, 4, gpus=4, cpus=32) == 1
+    assert resolve_workers(s, gpus=4, cpus=32) == 8 and resolve_lanes(s, 8, gpus=4, cpus=32) == 1
+    assert resolve_workers(s, gpus=1, cpus=4) == 2  # e.g. ml.g5.xlarge
+    assert resolve_workers(s, gpus=4, cpus=8) == 4  # fewer than 2 cores per worker: one per GPU
     assert resolve_workers(s, gpus=0, cpus=2) == 1 and resolve_lanes(s, 1, gpus=0, cpus=2) == 2
     assert resolve_workers(s, gpus=0, cpus=64) == 1 and resolve_lanes(s, 1, gpus=0, cpus=64) == 4
     assert resolve_workers(ServeSettings(device="cpu"), gpus=2, cpus=8) == 1
