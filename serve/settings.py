@@ -29,10 +29,8 @@ MIB = 1024 * 1024
 #: 2 torch threads, and 43.1-46.9 against 42.4-46.6 and 37.8-40.8 at 1.9 M; the process holds one copy of torch
 #: and the weights instead of two. Capped because the measurements stop at 2 cores.
 MAX_DEFAULT_CPU_LANES = 4
-#: Worker processes per GPU by default, where the host has ``CPUS_PER_GPU_WORKER`` cores for each. One worker
-#: leaves the GPU idle most of the time: its request threads' preparing and finishing in one Python process are
-#: the limit. Measured on an H200 with 16 cores (256 x 256, bf16, batches of 8, in-process batchers at 16
-#: concurrent requests each): one worker 1119 images/s, two on the same GPU 1005 + 1018 (1.81x), p99 20 vs 22 ms.
+#: Default workers per GPU where the host has ``CPUS_PER_GPU_WORKER`` cores for each: one process's request threads
+#: are the limit (H200, 256 x 256, bf16, batches of 8: one worker 1119 images/s, two 1005 + 1018, p99 20 vs 22 ms).
 GPU_WORKERS_PER_GPU = 2
 CPUS_PER_GPU_WORKER = 2
 #: HTTP threads per inference thread by default: request threads mostly wait on inference; /ping needs a free one.
