@@ -34,10 +34,17 @@ class Running(Protocol):
 @dataclass
 class Container:
     cid: str
+    init_pid: int = 0
 
     def pids(self) -> list[int]:
-        out = subprocess.run(["docker", "top", self.cid, "-o", "pid"], capture_output=True, text=True).stdout
-        return [int(p) for p in out.split()[1:] if p.isdigit()]
+        """The container's processes: its init process and descendants, read from /proc. The init PID is asked of
+        Docker once; a `docker top` per call (the memory sampler's, every 0.5 s) cost the machine ~5% of its CPU
+        during the load, taken from the image alone."""
+        if not self.init_pid:
+            out = subprocess.run(["docker", "inspect", "-f", "{{.State.Pid}}", self.cid], capture_output=True,
+                                 text=True).stdout.strip()
+            self.init_pid = int(out) if out.isdigit() else 0
+        return process_tree(self.init_pid) if self.init_pid else []
 
     def alive(self) -> bool:
         out = subprocess.run(["docker", "inspect", "-f", "{{.State.Running}}", self.cid], capture_output=True,
