@@ -11,7 +11,8 @@ with the image's malloc thresholds), then per
 server: launch -> first correct prediction (cold start; the image's log adds its startup timeline), req/s and
 p99 at concurrency 1 and 16 with a 256 x 256 uint8 npy body, health-check p99 on fresh connections while
 concurrency 16 saturates it, the peak RSS and PSS summed over the server's processes under that load, and at
-saturation the server's CPU time per request and the share of the machine left idle.
+saturation the server's CPU time per request and the shares of the machine's CPU taken by the server's processes
+and by this load generator, and left idle.
 Prints medians over rounds and each server's c=16 throughput as a ratio to the median ceiling.
 Without --model-dir it serves an untrained U-Net of --base-channels (same compute as a trained one).
 """
