@@ -59,7 +59,7 @@ RECIPES: dict[str, dict[str, str]] = {
     "depth-5": {"depth": "5"},
     # Training windows of other sizes (validation always on whole frames); more epochs fit the budget.
     "whole-frames": {"crop_fraction": "1"},
-    "crop-96": {"crop_fraction": "0.75", "epochs": "1000"},  # 96 px of 128
+    "crop-112": {"crop_fraction": "0.875"},  # 112 px of 128: the default before 96
 }
 
 

@@ -46,7 +46,7 @@ class TrainConfig:
                            lambda v: v in ("cosine", "constant"), "cosine | constant")
     image_size: int = _hp(128, "Frame side in pixels for training, validation and the saved model (see the "
                           "resize/crop rule); a multiple of 2**depth.", lambda v: 16 <= v <= 2048, "16..2048")
-    crop_fraction: float = _hp(0.875, "Training windows: a random square of crop_fraction x image_size (to the "
+    crop_fraction: float = _hp(0.75, "Training windows: a random square of crop_fraction x image_size (to the "
                                "nearest multiple of 2**depth) of each augmented frame, for more steps per minute; "
                                "validation and serving see whole frames; 1 = whole frames. For families with the "
                                "dataset_crop hook, in File mode.", lambda v: 0 < v <= 1, "(0, 1]")
@@ -205,8 +205,8 @@ def crop_side(config: TrainConfig, multiple: int) -> int:
     """Side of the training windows: ``crop_fraction`` x ``image_size`` to the nearest multiple of the network
     stride (halves up), at least one stride and at most ``image_size`` (then training sees whole frames).
 
-    A fraction, not a side, so the measured share (7/8 of 128 px) carries over to other frame sizes; at the
-    quick start's 64 px it rounds to whole frames."""
+    A fraction, not a side, so the measured share (3/4 of 128 px) carries over to other frame sizes: 48-px
+    windows at the quick start's 64 px."""
     side = math.floor(config.crop_fraction * config.image_size / multiple + 0.5) * multiple
     return min(config.image_size, max(multiple, side))
 

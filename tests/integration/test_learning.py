@@ -14,9 +14,9 @@ from train.job import TrainJob, TrainPaths, training_runtime
 from train.loop import run
 
 #: Measured on a 2-core CPU: the default recipe reaches 0.59-0.60x of the constant answer's error here in
-#: ~10-14 s (float32 or bf16, with or without zoomed crops: 10 fixed epochs, so the recipe's gain per minute
-#: does not show) (the previous default, base 32 without coordinates, angular loss or weight average: 0.62x in
-#: 38 s; the previous test asserted 0.9x and measured 0.80x with validation in the training style).
+#: ~10-14 s (float32 or bf16, with or without zoomed crops or 32-px windows: 10 fixed epochs, so the recipe's
+#: gain per minute does not show) (the previous default, base 32 without coordinates, angular loss or weight
+#: average: 0.62x in 38 s; the previous test asserted 0.9x and measured 0.80x with validation in the training style).
 RATIO_BOUND = 0.68
 
 
