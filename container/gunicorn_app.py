@@ -156,9 +156,6 @@ class Server(BaseApplication):
         from serve.app import create_app
         from serve.metrics import ServeMetrics
 
-        if self.workers == 1:  # the master did not import torch and the app: this worker just did
-            self.timeline.mark("imports")
-
         settings, metrics = self.settings, ServeMetrics()
         if self.worker_index == 0 and not self.gpus and settings.device is None:
             from model.runtime import cuda_fallback_note
@@ -177,14 +174,12 @@ def run_server(settings: ServeSettings, workers: int, gpus: int, threads: int, t
     """Run gunicorn's master until it stops; exits the process with gunicorn's status if it halts."""
     from gunicorn.errors import HaltServer
 
-    # After PROMETHEUS_MULTIPROC_DIR is set. With several workers, torch and the app are imported here, before
-    # forking, so the workers share the pages; a single worker imports them itself (see container.serving).
-    import serve.metrics
+    # After PROMETHEUS_MULTIPROC_DIR is set (the app imports prometheus_client). torch and the app are imported
+    # here, before forking: workers share the pages, and a replacement for a crashed worker starts without
+    # importing torch (see container.serving).
+    import serve.app  # noqa: F401
 
-    if workers > 1:
-        import serve.app  # noqa: F401
-
-        timeline.mark("imports")
+    timeline.mark("imports")
     try:
         listener_fd = shared_listener(settings.port)
     except OSError as exc:

@@ -8,10 +8,12 @@ Layout, from measurements on a 2-core CPU and the SageMaker contract:
 - On CPU the default is one worker whose lanes use the cores (one per core, one torch thread each): one copy of
   torch and the weights, and no lane idles while another has requests waiting. GPU hosts get two workers per
   GPU (one where there are fewer than 2 cores for each): one process's request threads cannot keep a GPU busy.
-- The master imports torch only when it forks several workers: they then share its pages copy-on-write (a
-  master that never imported torch measured ~120-130 MB more PSS with 2 workers, which also imported torch at
-  once on two cores, 1.3-1.8 s each). With one worker there is nothing to share, and a master holding torch
-  costs ~200 MB of RSS for nothing; a host without NVIDIA's driver library has no GPU to count.
+- The master imports torch and the app before forking, so workers share those pages copy-on-write and a
+  replacement for a crashed worker is answering in a fraction of a second: on a 2-core AVX2 CPU importing torch
+  alone took 1.7-2.3 s, which left the only worker's replacement answering a /ping after SageMaker's 2 s. The
+  master then shows ~230 MB of RSS, but nearly all of it is shared: with one worker the container's PSS and
+  cgroup memory measured no higher than with a master that never imported torch (547-561 against 564-572 MiB
+  PSS under load), and with 2 workers 120-130 MB lower. A host without NVIDIA's driver library has no GPU to count.
 - Each worker loads the model, picks its GPU round-robin or its share of CPU threads and warms up before
   it accepts its first connection, so /ping is only ever answered by a ready worker. A worker that
   cannot load the model fails to boot, which halts the master: the container exits non-zero (3) with
@@ -80,8 +82,8 @@ def nvidia_driver_present(load: Any = None) -> bool:
 def gpu_count() -> int:
     """GPUs visible to us, counted through NVML so the master does not initialise CUDA before forking.
 
-    With a CPU build of torch, or without the driver's library, there is no GPU to use, and torch is not imported
-    at all (see the layout above).
+    With a CPU build of torch, or without the driver's library, there is no GPU to use: the answer comes without
+    importing torch (the master imports it later, once the settings are known to be valid).
     """
     from container.gpucheck import torch_cuda_version
 
