@@ -177,7 +177,7 @@ def load_predictor(settings: ServeSettings, device: str, threads: int, metrics: 
         batcher = make_batcher(predictor, settings, metrics, lanes=settings.inference_threads or 1)
         if timeline:
             timeline.mark("model loaded")
-        warm = predictor.warm_up(batch_sizes=sorted({1, batcher.max_batch_size}))
+        warm = predictor.warm_up(max_batch_size=batcher.max_batch_size)
         if timeline:
             timeline.mark("warm")
     except Exception as exc:
