@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from serve.predictor import Predictor
+from serve.predictor import Predictor, warm_up_batch_sizes
 from tests.integration.serve_support import make_tiny_model_dir
 
 
@@ -46,3 +46,10 @@ def test_explicit_batch_sizes_are_run_as_given(predictor, monkeypatch):
     seen = _shapes_seen(predictor, monkeypatch)
     predictor.warm_up(batch_sizes=(2, 3), rounds=2)
     assert [shape[0] for shape in seen] == [2, 2, 3, 3]
+
+
+def test_a_large_gpu_batch_limit_warms_every_small_size_then_powers_of_two():
+    assert warm_up_batch_sizes(8, on_gpu=True) == list(range(1, 9))
+    assert warm_up_batch_sizes(100, on_gpu=True) == [*range(1, 17), 32, 64, 100]
+    assert warm_up_batch_sizes(1024, on_gpu=False) == [1, 1024]
+    assert warm_up_batch_sizes(1, on_gpu=True) == [1]
