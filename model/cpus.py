@@ -1,5 +1,5 @@
 """How many CPUs this process may use, without importing torch: the serving master decides its process layout
-from it before any worker imports torch."""
+from it before it imports torch."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""The file names of a model directory (what ``train`` writes), for processes that never import torch: the
-serving master checks the directory before any worker loads it."""
+"""The file names of a model directory (what ``train`` writes), without torch: the serving master checks the
+directory before it imports torch and forks its workers."""
 
 from __future__ import annotations
 
