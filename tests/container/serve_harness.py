@@ -151,7 +151,13 @@ def host_pid(served: Served, pid: int) -> int:
 
 def kill_worker(served: Served, pid: int) -> None:
     """SIGKILL the container's process ``pid`` from the host (a ``docker exec`` can take a second to start under
-    load) and return once it is dead (gone or a zombie), at most 5 s later."""
+    load) and return once it is dead, at most 5 s later: gone, or a zombie whose other threads have all exited.
+
+    A zombie alone is not enough: the thread-group leader turns zombie as soon as it exits itself, while its
+    other threads (HTTP, inference) may still be tearing down the address space. The file table, and with it
+    the worker's own listening socket, closes only when the last of them is gone; a connection the kernel
+    queued there meanwhile is reset (the crash itself, not the restart the tests are about).
+    """
     target = host_pid(served, pid)
     os.kill(target, signal.SIGKILL)
     end = time.monotonic() + 5
@@ -159,9 +165,10 @@ def kill_worker(served: Served, pid: int) -> None:
         try:
             state = next(line for line in Path(f"/proc/{target}/status").read_text().splitlines()
                          if line.startswith("State:"))
+            threads = len(os.listdir(f"/proc/{target}/task"))
         except (OSError, StopIteration):
             return
-        if "Z" in state.split()[1]:
+        if "Z" in state.split()[1] and threads == 1:
             return
         time.sleep(0.002)
 

@@ -48,9 +48,9 @@ def test_a_killed_worker_is_replaced_and_ping_never_waits_for_its_loading(image,
         wait_until(lambda: len(statuses) >= 10, 60, "ten requests answered under load", interval=0.05)
         victim = min(before)
         with turn:
-            # Return once the victim is dead (gone or a zombie), not when the signal is sent: until then its
-            # own SO_REUSEPORT listener is open, and a connection the kernel queues there in those few ms is
-            # reset when it closes. That is the crash itself, not the restart this test is about.
+            # Return once the victim is dead with all its threads (kill_worker), not when the signal is sent:
+            # until then its own SO_REUSEPORT listener is open, and a connection the kernel queues there in
+            # those few ms is reset when it closes. That is the crash itself, not the restart this test is about.
             kill_worker(s, victim)
             killed_at = time.monotonic()
         # The replacement takes >= 6 s to build its model; keep pinging until it is ready, then 1 s more.
