@@ -167,7 +167,7 @@ def load_predictor(settings: ServeSettings, device: str, threads: int, metrics: 
                    timeline: StartupTimeline | None = None) -> tuple[Any, Any]:
     """Load and warm the model in this worker; raise (the worker then fails to boot) if it cannot be loaded."""
     from serve.batching import make_batcher
-    from serve.predictor import Predictor
+    from serve.predictor import Predictor, warm_up_batch_sizes
 
     start = time.perf_counter()
     try:
@@ -177,7 +177,7 @@ def load_predictor(settings: ServeSettings, device: str, threads: int, metrics: 
         batcher = make_batcher(predictor, settings, metrics, lanes=settings.inference_threads or 1)
         if timeline:
             timeline.mark("model loaded")
-        warm = predictor.warm_up(max_batch_size=batcher.max_batch_size)
+        warm = predictor.warm_up(warm_up_batch_sizes(batcher.max_batch_size, predictor.runtime.is_cuda))
         if timeline:
             timeline.mark("warm")
     except Exception as exc:

@@ -30,7 +30,13 @@ GPU_WARM_EVERY_SIZE_UP_TO = 16
 
 
 def warm_up_batch_sizes(max_batch_size: int, on_gpu: bool) -> list[int]:
-    """The batch sizes a worker warms up before it accepts (see ``Predictor.warm_up``)."""
+    """The batch sizes a worker warms up before it accepts, its batcher forming batches up to ``max_batch_size``.
+
+    On GPU every size up to ``GPU_WARM_EVERY_SIZE_UP_TO`` (above it, powers of two and the largest): cuDNN
+    autotunes each new shape (``cudnn.benchmark``), and the batcher forms batches of any size up to its
+    maximum as load varies, so a size left out stalls the first request that meets it. On CPU, where nothing
+    is tuned per shape, the smallest and the largest.
+    """
     top = max(1, max_batch_size)
     if not on_gpu:
         return sorted({1, top})
@@ -108,23 +114,17 @@ class Predictor:
                 outputs[i] = out[j]
         return [self.finish(o, img.shape) for o, img in zip(outputs, images, strict=True)]  # type: ignore[arg-type]
 
-    def warm_up(
-        self, batch_sizes: Sequence[int] = (1,), rounds: int = 1, *, max_batch_size: int | None = None
-    ) -> float:
-        """Run the whole path once before serving, so the first request pays no one-off costs.
+    def warm_up(self, batch_sizes: Sequence[int] = (1,), rounds: int = 1) -> float:
+        """Run the whole path once per batch size before serving, so the first request pays no one-off costs
+        (which sizes: ``warm_up_batch_sizes``).
 
-        On GPU the pass runs at the training image size, and with ``max_batch_size`` at every batch size up to
-        it (above ``GPU_WARM_EVERY_SIZE_UP_TO``, at powers of two and the maximum): cuDNN autotunes each new
-        shape (``cudnn.benchmark``), and the batcher forms batches of any size up to its maximum as load
-        varies, so a size left out stalls the first request that meets it. On CPU
-        a small image at 1 and ``max_batch_size`` is enough: measured here, a first 256x256 pass costs 116 ms
-        against 110 ms steady, and after a 32x32 warm-up 134 ms, so a full-size warm-up would add ~0.1 s of
-        cold start to save ~20 ms once. Returns the seconds spent.
+        On GPU the pass runs at the training image size: cuDNN autotunes per shape. On CPU a small image is
+        enough: measured here, a first 256x256 pass costs 116 ms against 110 ms steady, and after a 32x32
+        warm-up 134 ms, so a full-size warm-up would add ~0.1 s of cold start to save ~20 ms once.
+        Returns the seconds spent.
         """
         start = time.perf_counter()
         size = int(self.preprocessing.get("image_size", 256))
-        if max_batch_size is not None:
-            batch_sizes = warm_up_batch_sizes(max_batch_size, self.runtime.is_cuda)
         if not self.runtime.is_cuda:
             size = min(size, 64)
         image = np.zeros((size, size, 3), dtype=np.uint8)

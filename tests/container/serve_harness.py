@@ -177,14 +177,19 @@ def kill_worker(served: Served, pid: int) -> None:
 PING_TIMEOUT_S = 2.0
 
 
+def timed_ping(served: Served) -> tuple[int, float]:
+    """One fresh-connection /ping under SageMaker's timeout: (status or 0, seconds it took)."""
+    t = time.monotonic()
+    return served.ping(timeout=PING_TIMEOUT_S), time.monotonic() - t
+
+
 def ping_every_100_ms(served: Served, stop: threading.Event, results: list[tuple[float, int, float]],
                       turn: threading.Lock | None = None) -> None:
     """Fresh-connection pings until ``stop``: (start, status or 0, seconds) each; ``turn`` held around each ping."""
     while not stop.is_set():
         t = time.monotonic()
         with turn or contextlib.nullcontext():
-            status = served.ping(timeout=PING_TIMEOUT_S)
-        results.append((t, status, time.monotonic() - t))
+            results.append((t, *timed_ping(served)))
         stop.wait(max(0.0, 0.1 - (time.monotonic() - t)))
 
 

@@ -17,11 +17,11 @@ from datetime import UTC, datetime
 import pytest
 
 from tests.container.serve_harness import (
-    PING_TIMEOUT_S,
     kill_worker,
     ping_every_100_ms,
     png_load,
     start,
+    timed_ping,
     wait_for_workers,
     workers,
 )
@@ -41,11 +41,6 @@ def _memory(served) -> tuple[int, str]:
     _, out = served.container.exec_run(["sh", "-c", _MEMORY])
     lines = out.decode().splitlines()
     return sum(int(line.split()[1]) for line in lines[:-1]), lines[-1].strip()
-
-
-def timed_ping(served) -> tuple[int, float]:
-    t = time.monotonic()
-    return served.ping(timeout=PING_TIMEOUT_S), time.monotonic() - t
 
 
 def _log_time(lines: list[str], text: str, occurrence: int) -> float:

@@ -25,7 +25,7 @@ def _shapes_seen(predictor: Predictor, monkeypatch) -> list[tuple[int, ...]]:
 
 def test_on_cpu_a_small_image_at_one_and_the_largest_batch(predictor, monkeypatch):
     seen = _shapes_seen(predictor, monkeypatch)
-    predictor.warm_up(max_batch_size=8)
+    predictor.warm_up(warm_up_batch_sizes(8, predictor.runtime.is_cuda))
     assert [shape[0] for shape in seen] == [1, 8]
     size = min(int(predictor.preprocessing.get("image_size", 256)), 64)
     assert {shape[-2:] for shape in seen} == {(size, size)}
@@ -37,7 +37,7 @@ def test_on_a_gpu_every_batch_size_up_to_the_largest_at_the_training_size(predic
     monkeypatch.setattr(predictor, "prepare", lambda image: torch.zeros(3, *image.shape[:2]))
     monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: None)
     seen = _shapes_seen(predictor, monkeypatch)
-    predictor.warm_up(max_batch_size=8)
+    predictor.warm_up(warm_up_batch_sizes(8, predictor.runtime.is_cuda))
     size = int(predictor.preprocessing.get("image_size", 256))
     assert seen == [(n, 3, size, size) for n in range(1, 9)]
 
