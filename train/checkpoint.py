@@ -135,7 +135,7 @@ class Progress:
     samples_in_epoch: int = 0  # per rank, of the current epoch, already trained on
     #: 0 until known (a Pipe stream learns it in its first epoch).
     steps_per_epoch: int = 0
-    #: 0 until decided (under a time budget, after the first epoch: train/schedule.py).
+    #: 0 until decided (under a time budget, after the second epoch: train/schedule.py).
     planned_epochs: int = 0
     epoch_loss: torch.Tensor = field(default_factory=lambda: torch.zeros(2, dtype=torch.float64))  # (sum, count)
     history: list[dict[str, float]] = field(default_factory=list)

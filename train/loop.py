@@ -29,11 +29,6 @@ from train.scope import DataScope
 
 log = logging.getLogger(__name__)
 
-#: Steps of the first epoch left out of the pace the time budget plans with: the first steps pick
-#: kernels and grow the allocator, and with 16 steps an epoch they made the first epoch ~20% slower
-#: than the rest, leaving a fifth of the budget unused.
-PACE_WARMUP_STEPS = 3
-
 
 class LossWindow:
     """Training loss and images since the last log line, kept on the device (one sync per log line)."""
@@ -66,7 +61,7 @@ class Trainer:
         splits = self.scope.load_splits()
         self.raw_model, self.runtime, optimizer = build_network(job)
         self.feed = make_feed(job, self.scope, splits, self.runtime.device)
-        # Under a time budget the epoch count is decided after the first epoch (train/schedule.py).
+        # Under a time budget the epoch count is decided after the second epoch (train/schedule.py).
         self.progress = Progress(steps_per_epoch=self.feed.steps_per_epoch,
                                  planned_epochs=0 if schedule.uses_budget(c) else c.epochs)
         self.parts = trainables(job, self.raw_model, self.runtime, optimizer, self.progress)
@@ -76,10 +71,6 @@ class Trainer:
         self.model = wrap_for_training(job, self.raw_model, self.runtime)
         self.evaluator = Evaluator(job, self.scope, self.runtime)
         self.clock = time.perf_counter  # replaceable in tests
-        #: The clock after the first epoch's first PACE_WARMUP_STEPS steps and when its last step ended: the
-        #: steady pace the time budget plans with.
-        self._pace_mark: float | None = None
-        self._first_steps_end: float | None = None
 
     @property
     def splits(self) -> Splits:
@@ -134,7 +125,6 @@ class Trainer:
                 break
             self._check_stop()
             loss, n = self._step(batch)
-            self._mark_pace()
             window.add(loss, n)
             epoch_images += n
             if window.steps == c.log_every_steps:
@@ -147,31 +137,11 @@ class Trainer:
         self._fold(*window.take())
         if rt.is_cuda:
             torch.cuda.synchronize()
-        if p.planned_epochs == 0 and self._pace_mark is not None and self._first_steps_end is None:
-            self._first_steps_end = self.clock()
         elapsed = time.perf_counter() - epoch_start
         return epoch_images * self.job.dist.world_size / max(elapsed, 1e-9)
 
     def _fold(self, window_loss: torch.Tensor, images: int) -> None:
         self.progress.epoch_loss += torch.tensor([float(window_loss), images], dtype=torch.float64)
-
-    def _mark_pace(self) -> None:
-        p = self.progress
-        if p.planned_epochs == 0 and p.epoch == 0 and p.step == PACE_WARMUP_STEPS and self._pace_mark is None:
-            if self.runtime.is_cuda:
-                torch.cuda.synchronize()
-            self._pace_mark = self.clock()
-
-    def _steady_epoch_seconds(self, now: float, fit_start_step: int) -> float | None:
-        """The first epoch's length at the pace after its first steps (validation counted once); None if the
-        whole epoch was not seen."""
-        if self._pace_mark is None or self._first_steps_end is None or fit_start_step != 0:
-            return None
-        steps = self.progress.step
-        if steps <= PACE_WARMUP_STEPS:
-            return None
-        training = (self._first_steps_end - self._pace_mark) * steps / (steps - PACE_WARMUP_STEPS)
-        return training + (now - self._first_steps_end)
 
     def _log_window(self, window: LossWindow) -> None:
         start, (window_loss, images) = window.start, window.take()
@@ -208,7 +178,8 @@ class Trainer:
                      len(splits.validation), splits.validation_source, len(splits.test), p.steps_per_epoch or "?",
                      p.planned_epochs or f"(as many as fit in {c.max_minutes:g} min, at most {c.epochs})", resumed)
 
-    def _end_epoch(self, rate: float, fit_start: float, fit_start_step: int) -> None:
+    def _end_epoch(self, rate: float, fit_start: float, fit_start_step: int, epoch_start: float,
+                   epoch_start_step: int) -> None:
         job, p = self.job, self.progress
         reduced = job.dist.all_reduce_sum(p.epoch_loss.to(self.runtime.device)).cpu()
         epoch_metrics = {"train:loss": float(reduced[0] / max(reduced[1], 1)), "train:images_per_second": rate}
@@ -219,10 +190,7 @@ class Trainer:
         p.history.append({"epoch": p.epoch + 1, **epoch_metrics,
                           "elapsed_seconds": round(self.clock() - fit_start, 3)})
         if p.planned_epochs == 0:
-            # A job resumed inside its first epoch timed only part of it: scale to a whole epoch.
-            now = self.clock()
-            share = (p.step - fit_start_step) / max(p.steps_per_epoch, 1)
-            self._plan((now - fit_start) / max(share, 1e-3), self._steady_epoch_seconds(now, fit_start_step))
+            self._maybe_plan(fit_start, fit_start_step, epoch_start, epoch_start_step)
         p.next_epoch()
         self.save_checkpoint()
 
@@ -231,21 +199,33 @@ class Trainer:
         self._announce(self.checkpoints.resume(self.parts, p, self.feed.learns_epoch_length))
         fit_start, fit_start_step = self.clock(), p.step
         while p.planned_epochs == 0 or p.epoch < p.planned_epochs:
-            start_step, whole_epoch = p.step, p.samples_in_epoch == 0
+            start_step, whole_epoch, epoch_start = p.step, p.samples_in_epoch == 0, self.clock()
             rate = self.train_epoch()
             self.feed.after_epoch(p, start_step, whole_epoch)
-            self._end_epoch(rate, fit_start, fit_start_step)
+            self._end_epoch(rate, fit_start, fit_start_step, epoch_start, start_step)
         return self.finish()
 
-    def _plan(self, first_epoch_seconds: float, steady_epoch_seconds: float | None) -> None:
-        """Fix the epoch count from the first epoch's duration; every rank takes the slowest's decision."""
-        c, dist, p = self.job.config, self.job.dist, self.progress
-        mine = schedule.planned_epochs(c, first_epoch_seconds, steady_epoch_seconds)
-        p.planned_epochs = -dist.all_reduce_max(-mine, self.runtime.device)
+    def _maybe_plan(self, fit_start: float, fit_start_step: int, epoch_start: float, epoch_start_step: int) -> None:
+        """Fix the epoch count once the pace is known: after the second epoch, or the first if two fill the budget.
+
+        The pace is the whole of the epoch just ended (validation and checkpoint included), scaled up when a
+        resumed job ran only part of it. A job that ran from the start counts its real time so far; a resumed
+        one cannot see the time before its restart and counts each finished epoch at its own pace.
+        """
+        c, p = self.job.config, self.progress
+        now, done = self.clock(), p.epoch + 1
+        share = (p.step - epoch_start_step) / max(p.steps_per_epoch, 1)
+        pace = (now - epoch_start) / max(share, 1e-3)
+        spent = now - fit_start if fit_start_step == 0 else done * pace
+        mine, dist = schedule.planned_epochs(c, done, spent, pace), self.job.dist
+        # The first epoch picked kernels and grew the allocator: time a warm one, unless the budget is that short.
+        # Every rank must take the same branch (the plan below is a collective).
+        if done < schedule.PLAN_AFTER_EPOCHS and not dist.any(mine <= schedule.PLAN_AFTER_EPOCHS, self.runtime.device):
+            return
+        p.planned_epochs = -dist.all_reduce_max(-mine, self.runtime.device)  # every rank takes the slowest's plan
         if dist.is_main:
-            log.info("time budget %.1f min: first epoch took %.1f s (%.1f s at its later pace); training %d epochs "
-                     "(%d steps)", c.max_minutes, first_epoch_seconds, steady_epoch_seconds or first_epoch_seconds,
-                     p.planned_epochs, p.total_steps)
+            log.info("time budget %.1f min: %d epoch(s) took %.1f s, the last %.1f s; training %d epochs (%d steps)",
+                     c.max_minutes, done, spent, pace, p.planned_epochs, p.total_steps)
 
     def finish(self) -> dict[str, Any]:
         job, c = self.job, self.job.config

@@ -18,17 +18,11 @@ def test_learning_rate_warms_up_then_follows_the_cosine_to_the_decided_end():
     assert abs(factor(110) - FINAL_LR_FRACTION) < 1e-9
 
 
-def test_planned_epochs_fill_the_budget_between_one_and_epochs():
+def test_planned_epochs_fill_what_is_left_of_the_budget_between_those_done_and_epochs():
     config = TrainConfig(epochs=40, max_minutes=10)
-    assert planned_epochs(config, 20.0) == 29  # 600 s x 0.97 / 20 s
-    assert planned_epochs(config, 1.0) == 40
-    assert planned_epochs(config, 10_000.0) == 1
-    assert planned_epochs(TrainConfig(epochs=7, max_minutes=0), 1.0) == 7
-
-
-def test_a_slow_first_epoch_does_not_shrink_the_plan_when_its_later_pace_is_known():
-    config = TrainConfig(epochs=100, max_minutes=10)
-    # 600 s x 0.97 = 582 s; the first epoch took 20 s but ran at 15 s per epoch once warm: 1 + (562 // 15).
-    assert planned_epochs(config, 20.0, steady_epoch_seconds=15.0) == 38
-    assert planned_epochs(config, 20.0) == planned_epochs(config, 20.0, steady_epoch_seconds=20.0) == 29
-    assert planned_epochs(config, 700.0, steady_epoch_seconds=1.0) == 1
+    assert planned_epochs(config, 2, 40.0, 20.0) == 29  # 2 + (600 s x 0.97 - 40 s) // 20 s
+    assert planned_epochs(config, 2, 35.0, 15.0) == 38  # a slower first epoch counts once, at its real time
+    assert planned_epochs(config, 2, 2.0, 1.0) == 40
+    assert planned_epochs(config, 1, 10_000.0, 10_000.0) == 1
+    assert planned_epochs(config, 2, 700.0, 1.0) == 2  # never fewer than already done
+    assert planned_epochs(TrainConfig(epochs=7, max_minutes=0), 1, 1.0, 1.0) == 7
