@@ -178,8 +178,7 @@ class Trainer:
                      len(splits.validation), splits.validation_source, len(splits.test), p.steps_per_epoch or "?",
                      p.planned_epochs or f"(as many as fit in {c.max_minutes:g} min, at most {c.epochs})", resumed)
 
-    def _end_epoch(self, rate: float, fit_start: float, fit_start_step: int, epoch_start: float,
-                   epoch_start_step: int) -> None:
+    def _end_epoch(self, rate: float, pace: schedule.Pace) -> None:
         job, p = self.job, self.progress
         reduced = job.dist.all_reduce_sum(p.epoch_loss.to(self.runtime.device)).cpu()
         epoch_metrics = {"train:loss": float(reduced[0] / max(reduced[1], 1)), "train:images_per_second": rate}
@@ -188,44 +187,55 @@ class Trainer:
         if job.dist.is_main:
             metrics_log.emit(p.epoch + 1, epoch_metrics)
         p.history.append({"epoch": p.epoch + 1, **epoch_metrics,
-                          "elapsed_seconds": round(self.clock() - fit_start, 3)})
+                          "elapsed_seconds": round(self.clock() - pace.fit_start, 3)})
         if p.planned_epochs == 0:
-            self._maybe_plan(fit_start, fit_start_step, epoch_start, epoch_start_step)
+            self._maybe_plan(pace)
         p.next_epoch()
         self.save_checkpoint()
 
     def fit(self) -> dict[str, Any]:
         p = self.progress
         self._announce(self.checkpoints.resume(self.parts, p, self.feed.learns_epoch_length))
-        fit_start, fit_start_step = self.clock(), p.step
+        pace = schedule.Pace(self.clock(), p.step)
         while p.planned_epochs == 0 or p.epoch < p.planned_epochs:
-            start_step, whole_epoch, epoch_start = p.step, p.samples_in_epoch == 0, self.clock()
+            start_step, whole_epoch = p.step, p.samples_in_epoch == 0
+            pace.start_epoch(self.clock(), start_step)
             rate = self.train_epoch()
             self.feed.after_epoch(p, start_step, whole_epoch)
-            self._end_epoch(rate, fit_start, fit_start_step, epoch_start, start_step)
+            self._end_epoch(rate, pace)
+            if p.planned_epochs and p.epoch < p.planned_epochs and self._out_of_budget(pace):
+                break
         return self.finish()
 
-    def _maybe_plan(self, fit_start: float, fit_start_step: int, epoch_start: float, epoch_start_step: int) -> None:
-        """Fix the epoch count once the pace is known: after the second epoch, or the first if two fill the budget.
-
-        The pace is the whole of the epoch just ended (validation and checkpoint included), scaled up when a
-        resumed job ran only part of it. A job that ran from the start counts its real time so far; a resumed
-        one cannot see the time before its restart and counts each finished epoch at its own pace.
-        """
-        c, p = self.job.config, self.progress
+    def _maybe_plan(self, pace: schedule.Pace) -> None:
+        """Fix the epoch count once, when schedule.plan_now says so; every rank takes the slowest's plan."""
+        c, p, dist = self.job.config, self.progress, self.job.dist
         now, done = self.clock(), p.epoch + 1
-        share = (p.step - epoch_start_step) / max(p.steps_per_epoch, 1)
-        pace = (now - epoch_start) / max(share, 1e-3)
-        spent = now - fit_start if fit_start_step == 0 else done * pace
-        mine, dist = schedule.planned_epochs(c, done, spent, pace), self.job.dist
-        # The first epoch picked kernels and grew the allocator: time a warm one, unless the budget is that short.
-        # Every rank must take the same branch (the plan below is a collective).
-        if done < schedule.PLAN_AFTER_EPOCHS and not dist.any(mine <= schedule.PLAN_AFTER_EPOCHS, self.runtime.device):
+        epoch_seconds = pace.epoch_seconds(now, p.step, p.steps_per_epoch)
+        spent = pace.spent(now, done, epoch_seconds)
+        mine = schedule.planned_epochs(c, done, spent, epoch_seconds)
+        # A collective below: every rank must take the same branch.
+        if not dist.any(schedule.plan_now(c, done, mine, pace.warm), self.runtime.device):
             return
-        p.planned_epochs = -dist.all_reduce_max(-mine, self.runtime.device)  # every rank takes the slowest's plan
+        p.planned_epochs = -dist.all_reduce_max(-mine, self.runtime.device)
         if dist.is_main:
-            log.info("time budget %.1f min: %d epoch(s) took %.1f s, the last %.1f s; training %d epochs (%d steps)",
-                     c.max_minutes, done, spent, pace, p.planned_epochs, p.total_steps)
+            log.info("time budget %g min: %d epoch(s) took %.1f s, %.1f s each once warm; training %d epochs "
+                     "(%d steps)", c.max_minutes, done, spent, epoch_seconds, p.planned_epochs, p.total_steps)
+
+    def _out_of_budget(self, pace: schedule.Pace) -> bool:
+        """The machine slowed down after the plan: end now rather than overrun (any rank's clock decides)."""
+        c, p = self.job.config, self.progress
+        now, spe = self.clock(), p.steps_per_epoch
+        # The next epoch may be as slow as the last one: the mean would lag a slowdown.
+        mean = pace.epoch_seconds(now, p.step, spe)
+        next_epoch = max(mean, pace.last_epoch_seconds(now, p.step, spe))
+        over = schedule.out_of_budget(c, pace.spent(now, p.epoch, mean), next_epoch)
+        if not self.job.dist.any(over, self.runtime.device):
+            return False
+        if self.job.dist.is_main:
+            log.warning("time budget %g min: the epochs ran slower than planned; ending after epoch %d of %d",
+                        c.max_minutes, p.epoch, p.planned_epochs)
+        return True
 
     def finish(self) -> dict[str, Any]:
         job, c = self.job, self.job.config
@@ -237,9 +247,10 @@ class Trainer:
             test_metrics, _ = self.evaluate(self.splits.test, "test", final=True)
             final.update(test_metrics)
             if job.dist.is_main:
-                metrics_log.emit(self.progress.planned_epochs, test_metrics)
+                metrics_log.emit(self.progress.epoch, test_metrics)
         summary = {
-            "epochs": self.progress.planned_epochs,
+            "epochs": self.progress.epoch,
+            "planned_epochs": self.progress.planned_epochs,
             "steps": self.progress.step,
             "world_size": job.dist.world_size,
             "validation_source": self.splits.validation_source,

@@ -1,16 +1,19 @@
 """How long training runs and the learning rate along the way: warm-up, cosine, and the time budget.
 
-With ``max_minutes`` the number of epochs is decided once, after the second epoch (the first warms the
-learning rate up, picks kernels and grows the allocator; the second, validation included, is the pace):
-as many whole epochs as fit in the budget, at most ``epochs``. Until then the rate stays at its peak. The
+With ``max_minutes`` the number of epochs is decided once, after the fourth epoch: as many whole epochs as
+fit in the budget, at most ``epochs``, at the pace of the epochs since the second (the first warms the
+learning rate up, picks kernels and grows the allocator). Until then the rate stays at its peak. The
 decision is stored in every checkpoint, so a resumed job follows the same schedule step for step instead
-of re-deciding on another machine's speed.
+of re-deciding on another machine's speed. Should the machine slow down after the decision, the job ends
+at the last epoch that fits in the budget rather than overrun it (near the end of the cosine, where the
+rate is already low).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from train.config import TrainConfig
 
@@ -19,10 +22,10 @@ from train.config import TrainConfig
 STREAM_WARMUP_STEPS = 20
 #: Share of the budget planned with; the rest is reserve (later epochs vary a little).
 BUDGET_MARGIN = 0.97
-#: The epoch after which the budget's plan is made (earlier only when no more than this many fit). In four
-#: budgeted jobs on a 2-core AVX2 machine the second epoch's whole duration was 1-8% above the job's mean
-#: epoch, where the first epoch's later steps had misjudged it by -7% to +11%.
-PLAN_AFTER_EPOCHS = 2
+#: The epoch after whose end the budget's plan is made (earlier only when the budget ends sooner), from the
+#: mean of the epochs since the second. Epochs on a shared 2-core machine vary by +-15% one to the next
+#: (6.9-9.9 s in one default job), and a single epoch misjudged the job's mean by -14% to +8%.
+PLAN_AFTER_EPOCHS = 4
 FINAL_LR_FRACTION = 0.05
 
 
@@ -45,6 +48,59 @@ def planned_epochs(config: TrainConfig, done: int, spent_seconds: float, epoch_s
         return config.epochs
     left = config.max_minutes * 60.0 * BUDGET_MARGIN - spent_seconds
     return max(done, min(config.epochs, done + math.floor(left / max(epoch_seconds, 1e-6))))
+
+
+def plan_now(config: TrainConfig, done: int, planned: int, warm: bool) -> bool:
+    """Whether to fix the plan after epoch ``done``: at once when all ``epochs`` fit (the pace no longer matters),
+    else at PLAN_AFTER_EPOCHS, or sooner when the budget ends before it. A first epoch alone (``warm`` False)
+    overstates the pace, so on its own it ends the job early only when nothing more fits."""
+    if planned >= config.epochs or done >= PLAN_AFTER_EPOCHS:
+        return True
+    return planned < PLAN_AFTER_EPOCHS if warm else planned <= done
+
+
+def out_of_budget(config: TrainConfig, spent_seconds: float, epoch_seconds: float) -> bool:
+    """Whether another epoch would end past ``max_minutes``."""
+    return uses_budget(config) and spent_seconds + epoch_seconds > config.max_minutes * 60.0
+
+
+@dataclass
+class Pace:
+    """How long this process's epochs take, for the budget's plan and its guard."""
+
+    fit_start: float
+    fit_start_step: int
+    epochs_started: int = 0
+    #: Clock and step at the start of this process's second epoch (the first is cold), and of its latest.
+    warm_from: tuple[float, int] | None = None
+    epoch_from: tuple[float, int] = (0.0, 0)
+
+    def start_epoch(self, now: float, step: int) -> None:
+        self.epochs_started += 1
+        self.epoch_from = (now, step)
+        if self.epochs_started == 2:
+            self.warm_from = self.epoch_from
+
+    @property
+    def warm(self) -> bool:
+        return self.warm_from is not None
+
+    def epoch_seconds(self, now: float, step: int, steps_per_epoch: int) -> float:
+        """A whole epoch's seconds: the mean since the second epoch, else the first (or its rest) scaled up."""
+        if self.warm_from is None:
+            return self.last_epoch_seconds(now, step, steps_per_epoch)
+        t0, s0 = self.warm_from
+        return (now - t0) / max((step - s0) / max(steps_per_epoch, 1), 1e-3)
+
+    def last_epoch_seconds(self, now: float, step: int, steps_per_epoch: int) -> float:
+        """The latest epoch's seconds (scaled up if this process ran only its rest)."""
+        t0, s0 = self.epoch_from
+        return (now - t0) / max((step - s0) / max(steps_per_epoch, 1), 1e-3)
+
+    def spent(self, now: float, done: int, epoch_seconds: float) -> float:
+        """The epochs done so far: their real time when this process ran them all; after a resume, which hides
+        the time before it, each at this process's pace."""
+        return now - self.fit_start if self.fit_start_step == 0 else done * epoch_seconds
 
 
 def lr_factor(config: TrainConfig, total_steps: Callable[[], int], warmup: Callable[[], int]):
