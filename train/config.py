@@ -34,7 +34,7 @@ def _hp(default: Any, help: str, check: Callable[[Any], bool] | None = None, rul
 class TrainConfig:
     epochs: int = _hp(300, "Passes over the training set (at most this many when `max_minutes` is set).",
                       lambda v: 1 <= v <= 100_000, "1..100000")
-    max_minutes: float = _hp(9.25, "Time budget: after the second epoch, as many whole epochs as fit in this many "
+    max_minutes: float = _hp(9.25, "Time budget: after the fourth epoch, as many whole epochs as fit in this many "
                              "minutes of training and validation (start-up and the final evaluation come on "
                              "top); 0 = run all `epochs`.", lambda v: 0 <= v <= 100_000, "0..100000")
     batch_size: int = _hp(16, "Images per step on each GPU/process (global batch = this x processes).",
