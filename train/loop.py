@@ -61,7 +61,7 @@ class Trainer:
         splits = self.scope.load_splits()
         self.raw_model, self.runtime, optimizer = build_network(job)
         self.feed = make_feed(job, self.scope, splits, self.runtime.device)
-        # Under a time budget the epoch count is decided after the second epoch (train/schedule.py).
+        # Under a time budget the epoch count is decided after the fourth epoch (train/schedule.py).
         self.progress = Progress(steps_per_epoch=self.feed.steps_per_epoch,
                                  planned_epochs=0 if schedule.uses_budget(c) else c.epochs)
         self.parts = trainables(job, self.raw_model, self.runtime, optimizer, self.progress)
@@ -219,12 +219,14 @@ class Trainer:
             return
         p.planned_epochs = -dist.all_reduce_max(-mine, self.runtime.device)
         if dist.is_main:
-            log.info("time budget %g min: %d epoch(s) took %.1f s, %.1f s each once warm; training %d epochs "
+            log.info("time budget %g min: %d epoch(s) took %.1f s, planned at %.1f s an epoch; training %d epochs "
                      "(%d steps)", c.max_minutes, done, spent, epoch_seconds, p.planned_epochs, p.total_steps)
 
     def _out_of_budget(self, pace: schedule.Pace) -> bool:
         """The machine slowed down after the plan: end now rather than overrun (any rank's clock decides)."""
         c, p = self.job.config, self.progress
+        if not schedule.uses_budget(c):
+            return False
         now, spe = self.clock(), p.steps_per_epoch
         # The next epoch may be as slow as the last one: the mean would lag a slowdown.
         mean = pace.epoch_seconds(now, p.step, spe)

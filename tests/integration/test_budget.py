@@ -30,7 +30,7 @@ def test_epochs_that_fit_in_the_budget_are_decided_after_the_fourth_one(tmp_path
     report = json.loads((tmp_path / "data" / "metrics.json").read_text())
     assert [h["epoch"] for h in report["history"]] == [1, 2, 3, 4, 5]
     assert summary["steps"] == 5 * 2
-    assert "4 epoch(s) took 40.0 s, 10.0 s each once warm; training 5 epochs (10 steps)" in caplog.text
+    assert "4 epoch(s) took 40.0 s, planned at 10.0 s an epoch; training 5 epochs (10 steps)" in caplog.text
 
 
 def test_budget_never_cuts_below_one_epoch_nor_above_epochs(tmp_path, scenes):  # noqa: F811
