@@ -10,7 +10,7 @@
 # GPU would give). Then training, in parallel: the default recipe for 100 (the cap until then), 200 and 300
 # epochs with no time budget, and wider U-Nets (base 24 and 32) for 200 epochs, each pinned to 2 cores so that they do not
 # contend for the CPU; beside them, on 4 cores, the default job with data_workers=0 and then 3 (forked workers
-# preparing batches from the decoded scenes). A 2-core CPU trains ~40-100 epochs in the default job's 8.5-minute
+# preparing batches from the decoded scenes). A 2-core CPU trains ~40-100 epochs in the default job's ~9-minute
 # budget (AVX2 float32 to AVX512-BF16), so the epoch counts say what more CPU time or a faster recipe would buy. nvidia-smi samples utilisation throughout.
 set -u
 data=$1 out=$2 keep=${3:-}  # KEEP gets the logs in one file, the samples and the 100- and 200-epoch models

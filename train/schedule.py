@@ -87,20 +87,21 @@ class Pace:
 
     def epoch_seconds(self, now: float, step: int, steps_per_epoch: int) -> float:
         """A whole epoch's seconds: the mean since the second epoch, else the first (or its rest) scaled up."""
-        if self.warm_from is None:
-            return self.last_epoch_seconds(now, step, steps_per_epoch)
-        t0, s0 = self.warm_from
-        return (now - t0) / max((step - s0) / max(steps_per_epoch, 1), 1e-3)
+        return _per_epoch(self.warm_from or self.epoch_from, now, step, steps_per_epoch)
 
     def last_epoch_seconds(self, now: float, step: int, steps_per_epoch: int) -> float:
         """The latest epoch's seconds (scaled up if this process ran only its rest)."""
-        t0, s0 = self.epoch_from
-        return (now - t0) / max((step - s0) / max(steps_per_epoch, 1), 1e-3)
+        return _per_epoch(self.epoch_from, now, step, steps_per_epoch)
 
     def spent(self, now: float, done: int, epoch_seconds: float) -> float:
         """The epochs done so far: their real time when this process ran them all; after a resume, which hides
         the time before it, each at this process's pace."""
         return now - self.fit_start if self.fit_start_step == 0 else done * epoch_seconds
+
+
+def _per_epoch(since: tuple[float, int], now: float, step: int, steps_per_epoch: int) -> float:
+    t0, s0 = since
+    return (now - t0) / max((step - s0) / max(steps_per_epoch, 1), 1e-3)
 
 
 def lr_factor(config: TrainConfig, total_steps: Callable[[], int], warmup: Callable[[], int]):
