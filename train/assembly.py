@@ -48,7 +48,8 @@ def trainables(job: TrainJob, network: nn.Module, runtime: Runtime, optimizer: t
     """Schedule, weight average and grad scaler around the network; the schedule follows ``progress``."""
     c = job.config
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule.lr_factor(
-        c, lambda: progress.total_steps, lambda: schedule.warmup_steps(c, progress.steps_per_epoch)))
+        c, lambda: progress.total_steps, lambda: schedule.warmup_steps(c, progress.steps_per_epoch),
+        lambda: progress.plan_step))
     ema = WeightAverage(network, c.ema_decay) if c.ema_decay > 0 else None
     scaler = torch.amp.GradScaler(runtime.device.type, enabled=runtime.needs_grad_scaler)
     return Trainables(network, optimizer, scheduler, scaler, ema)

@@ -135,14 +135,25 @@ class Progress:
     samples_in_epoch: int = 0  # per rank, of the current epoch, already trained on
     #: 0 until known (a Pipe stream learns it in its first epoch).
     steps_per_epoch: int = 0
-    #: 0 until decided (under a time budget, after the second epoch: train/schedule.py).
+    #: 0 until decided (under a time budget, after the fourth epoch: train/schedule.py).
     planned_epochs: int = 0
+    #: The step at which the budget's plan was made: the cosine starts there (0: known from the start).
+    plan_step: int = 0
+    #: Set when the time budget's guard ended the run before its plan: a resumed job trains no further.
+    stopped_at_epoch: int = 0
+    #: Seconds of training (validation included) across every process of this run so far.
+    budget_seconds: float = 0.0
     epoch_loss: torch.Tensor = field(default_factory=lambda: torch.zeros(2, dtype=torch.float64))  # (sum, count)
     history: list[dict[str, float]] = field(default_factory=list)
 
     @property
     def total_steps(self) -> int:
         return self.steps_per_epoch * self.planned_epochs
+
+    @property
+    def last_epoch(self) -> int:
+        """The epoch count the run ends at: the plan, or where the time budget's guard stopped it."""
+        return self.stopped_at_epoch or self.planned_epochs
 
     def next_epoch(self) -> None:
         self.epoch += 1
@@ -180,6 +191,9 @@ class TrainingCheckpoints:
                 "epoch_loss": progress.epoch_loss.clone(),
                 "history": json.dumps(progress.history),
                 "planned_epochs": progress.planned_epochs,
+                "plan_step": progress.plan_step,
+                "stopped_at_epoch": progress.stopped_at_epoch,
+                "budget_seconds": progress.budget_seconds,
                 "ema": parts.ema.state_dict() if parts.ema else None,
                 "model": parts.model.state_dict(),
                 "optimizer": parts.optimizer.state_dict(),
@@ -214,6 +228,9 @@ class TrainingCheckpoints:
         progress.step, progress.epoch = int(state["step"]), int(state["epoch"])
         # The budget's decision is kept, never re-made: the schedule stays the one already followed.
         progress.planned_epochs = int(state.get("planned_epochs") or progress.planned_epochs)
+        progress.plan_step = int(state.get("plan_step", 0))
+        progress.stopped_at_epoch = int(state.get("stopped_at_epoch", 0))
+        progress.budget_seconds = float(state.get("budget_seconds", 0.0))
         if learned_epoch_length and state.get("steps_per_epoch"):
             progress.steps_per_epoch = int(state["steps_per_epoch"])
         progress.history = json.loads(state["history"])

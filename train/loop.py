@@ -71,6 +71,7 @@ class Trainer:
         self.model = wrap_for_training(job, self.raw_model, self.runtime)
         self.evaluator = Evaluator(job, self.scope, self.runtime)
         self.clock = time.perf_counter  # replaceable in tests
+        self._pace: schedule.Pace | None = None  # set by fit()
 
     @property
     def splits(self) -> Splits:
@@ -81,6 +82,8 @@ class Trainer:
         return self.job.dist.any(bool(samples), self.runtime.device)
 
     def save_checkpoint(self) -> None:
+        if self._pace is not None:
+            self.progress.budget_seconds = self._pace.spent(self.clock())
         self.checkpoints.save(self.parts, self.progress)
 
     def _check_stop(self) -> None:
@@ -186,57 +189,58 @@ class Trainer:
             epoch_metrics.update(self.evaluate(self.splits.validation, "validation")[0])
         if job.dist.is_main:
             metrics_log.emit(p.epoch + 1, epoch_metrics)
-        p.history.append({"epoch": p.epoch + 1, **epoch_metrics,
-                          "elapsed_seconds": round(self.clock() - pace.fit_start, 3)})
+        p.history.append({"epoch": p.epoch + 1, **epoch_metrics, "elapsed_seconds": round(pace.spent(self.clock()), 3)})
         if p.planned_epochs == 0:
             self._maybe_plan(pace)
+        elif p.epoch + 1 < p.planned_epochs and self._out_of_budget(pace):
+            p.stopped_at_epoch = p.epoch + 1  # kept in the checkpoint: a resumed job ends here too
         p.next_epoch()
         self.save_checkpoint()
 
     def fit(self) -> dict[str, Any]:
         p = self.progress
         self._announce(self.checkpoints.resume(self.parts, p, self.feed.learns_epoch_length))
-        pace = schedule.Pace(self.clock(), p.step)
-        while p.planned_epochs == 0 or p.epoch < p.planned_epochs:
+        self._pace = pace = schedule.Pace(self.clock(), spent_before=p.budget_seconds)
+        while p.planned_epochs == 0 or p.epoch < p.last_epoch:
             start_step, whole_epoch = p.step, p.samples_in_epoch == 0
             pace.start_epoch(self.clock(), start_step)
             rate = self.train_epoch()
             self.feed.after_epoch(p, start_step, whole_epoch)
             self._end_epoch(rate, pace)
-            if p.planned_epochs and p.epoch < p.planned_epochs and self._out_of_budget(pace):
-                break
         return self.finish()
 
     def _maybe_plan(self, pace: schedule.Pace) -> None:
-        """Fix the epoch count once, when schedule.plan_now says so; every rank takes the slowest's plan."""
+        """Fix the epoch count once, when schedule.plan_now says so, from the slowest rank's plan."""
         c, p, dist = self.job.config, self.progress, self.job.dist
+        if not p.steps_per_epoch:  # a Pipe stream resumed inside its first pass: the epoch length comes next
+            return
         now, done = self.clock(), p.epoch + 1
         epoch_seconds = pace.epoch_seconds(now, p.step, p.steps_per_epoch)
-        spent = pace.spent(now, done, epoch_seconds)
-        mine = schedule.planned_epochs(c, done, spent, epoch_seconds)
-        # A collective below: every rank must take the same branch.
-        if not dist.any(schedule.plan_now(c, done, mine, pace.warm), self.runtime.device):
+        spent = pace.spent(now)
+        # Every rank takes the same slowest plan and so the same branch below.
+        slowest = -dist.all_reduce_max(-schedule.planned_epochs(c, done, spent, epoch_seconds), self.runtime.device)
+        if not schedule.plan_now(c, done, slowest, pace.warm):
             return
-        p.planned_epochs = -dist.all_reduce_max(-mine, self.runtime.device)
+        p.planned_epochs, p.plan_step = slowest, p.step
         if dist.is_main:
             log.info("time budget %g min: %d epoch(s) took %.1f s, planned at %.1f s an epoch; training %d epochs "
                      "(%d steps)", c.max_minutes, done, spent, epoch_seconds, p.planned_epochs, p.total_steps)
 
     def _out_of_budget(self, pace: schedule.Pace) -> bool:
-        """The machine slowed down after the plan: end now rather than overrun (any rank's clock decides)."""
+        """The machine slowed down after the plan: end after this epoch rather than overrun (any rank's clock
+        decides). Only from warm epochs: a resumed process's first one may be a scaled-up rest."""
         c, p = self.job.config, self.progress
-        if not schedule.uses_budget(c):
+        if not schedule.uses_budget(c) or not pace.warm:
             return False
         now, spe = self.clock(), p.steps_per_epoch
         # The next epoch may be as slow as the last one: the mean would lag a slowdown.
-        mean = pace.epoch_seconds(now, p.step, spe)
-        next_epoch = max(mean, pace.last_epoch_seconds(now, p.step, spe))
-        over = schedule.out_of_budget(c, pace.spent(now, p.epoch, mean), next_epoch)
+        next_epoch = max(pace.epoch_seconds(now, p.step, spe), pace.last_epoch_seconds(now, p.step, spe))
+        over = schedule.out_of_budget(c, pace.spent(now), next_epoch)
         if not self.job.dist.any(over, self.runtime.device):
             return False
         if self.job.dist.is_main:
             log.warning("time budget %g min: the epochs ran slower than planned; ending after epoch %d of %d",
-                        c.max_minutes, p.epoch, p.planned_epochs)
+                        c.max_minutes, p.epoch + 1, p.planned_epochs)
         return True
 
     def finish(self) -> dict[str, Any]:

@@ -2,11 +2,11 @@
 
 With ``max_minutes`` the number of epochs is decided once, after the fourth epoch: as many whole epochs as
 fit in the budget, at most ``epochs``, at the pace of the epochs since the second (the first warms the
-learning rate up, picks kernels and grows the allocator). Until then the rate stays at its peak. The
-decision is stored in every checkpoint, so a resumed job follows the same schedule step for step instead
-of re-deciding on another machine's speed. Should the machine slow down after the decision, the job ends
-at the last epoch that fits in the budget rather than overrun it (near the end of the cosine, where the
-rate is already low).
+learning rate up, picks kernels and grows the allocator). Until then the rate stays at its peak and the
+cosine starts from the decision. The decision, its step and the time trained are stored in every
+checkpoint, so a resumed job follows the same schedule step for step instead of re-deciding on another
+machine's speed. Should the machine slow down after the decision, the job ends at the last epoch that fits
+in the budget rather than overrun it (near the end of the cosine, where the rate is already low).
 """
 
 from __future__ import annotations
@@ -52,11 +52,13 @@ def planned_epochs(config: TrainConfig, done: int, spent_seconds: float, epoch_s
 
 def plan_now(config: TrainConfig, done: int, planned: int, warm: bool) -> bool:
     """Whether to fix the plan after epoch ``done``: at once when all ``epochs`` fit (the pace no longer matters),
-    else at PLAN_AFTER_EPOCHS, or sooner when the budget ends before it. A first epoch alone (``warm`` False)
-    overstates the pace, so on its own it ends the job early only when nothing more fits."""
-    if planned >= config.epochs or done >= PLAN_AFTER_EPOCHS:
+    else after PLAN_AFTER_EPOCHS, or sooner when the budget ends before it. Without a warm epoch (``warm``
+    False: only this process's first, which overstates the pace) it decides only when nothing more fits."""
+    if planned >= config.epochs:
         return True
-    return planned < PLAN_AFTER_EPOCHS if warm else planned <= done
+    if not warm:
+        return planned <= done
+    return done >= PLAN_AFTER_EPOCHS or planned < PLAN_AFTER_EPOCHS
 
 
 def out_of_budget(config: TrainConfig, spent_seconds: float, epoch_seconds: float) -> bool:
@@ -66,10 +68,11 @@ def out_of_budget(config: TrainConfig, spent_seconds: float, epoch_seconds: floa
 
 @dataclass
 class Pace:
-    """How long this process's epochs take, for the budget's plan and its guard."""
+    """How long this process's epochs take, and the run's time so far, for the budget's plan and its guard."""
 
     fit_start: float
-    fit_start_step: int
+    #: Seconds the run trained before this process resumed it (from the checkpoint).
+    spent_before: float = 0.0
     epochs_started: int = 0
     #: Clock and step at the start of this process's second epoch (the first is cold), and of its latest.
     warm_from: tuple[float, int] | None = None
@@ -93,10 +96,9 @@ class Pace:
         """The latest epoch's seconds (scaled up if this process ran only its rest)."""
         return _per_epoch(self.epoch_from, now, step, steps_per_epoch)
 
-    def spent(self, now: float, done: int, epoch_seconds: float) -> float:
-        """The epochs done so far: their real time when this process ran them all; after a resume, which hides
-        the time before it, each at this process's pace."""
-        return now - self.fit_start if self.fit_start_step == 0 else done * epoch_seconds
+    def spent(self, now: float) -> float:
+        """The run's training time so far, earlier processes included."""
+        return self.spent_before + now - self.fit_start
 
 
 def _per_epoch(since: tuple[float, int], now: float, step: int, steps_per_epoch: int) -> float:
@@ -104,8 +106,10 @@ def _per_epoch(since: tuple[float, int], now: float, step: int, steps_per_epoch:
     return (now - t0) / max((step - s0) / max(steps_per_epoch, 1), 1e-3)
 
 
-def lr_factor(config: TrainConfig, total_steps: Callable[[], int], warmup: Callable[[], int]):
-    """LambdaLR factor: linear warm-up, then cosine to 5% of the peak at the (possibly later decided) end."""
+def lr_factor(config: TrainConfig, total_steps: Callable[[], int], warmup: Callable[[], int],
+              plan_step: Callable[[], int] = lambda: 0):
+    """LambdaLR factor: linear warm-up, the peak until the end is decided, then cosine from there (or from the end
+    of the warm-up, whichever is later) to 5% of the peak at that end."""
 
     def factor(step: int) -> float:
         warm = max(1, warmup())
@@ -114,7 +118,8 @@ def lr_factor(config: TrainConfig, total_steps: Callable[[], int], warmup: Calla
         total = total_steps()
         if not total or config.lr_schedule == "constant":
             return 1.0
-        progress = min(1.0, (step - warm) / max(1, total - warm))
+        start = max(warm, plan_step())
+        progress = min(1.0, max(0, step - start) / max(1, total - start))
         return FINAL_LR_FRACTION + (1 - FINAL_LR_FRACTION) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
     return factor

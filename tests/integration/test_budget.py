@@ -105,7 +105,8 @@ def test_a_machine_that_slows_down_after_the_plan_ends_the_job_within_its_budget
     # 5 s an epoch: after four (20 s) the plan is all 10 epochs. From the sixth on 20 s an epoch: the sixth ends
     # at 45 s and a seventh would end at 65 s, past the 60 s budget (the mean since the second, 8 s, would not
     # see it coming).
-    trainer = Trainer(make_job(tmp_path, {**BUDGET, "epochs": "10"}, {"train": scenes / "train"}))
+    hps = {**BUDGET, "epochs": "10"}
+    trainer = Trainer(make_job(tmp_path, hps, {"train": scenes / "train"}))
     trainer.clock = lambda: 2.5 * min(trainer.progress.step, 10) + 10.0 * max(trainer.progress.step - 10, 0)
     with caplog.at_level("WARNING", logger="train.loop"):
         summary = trainer.fit()
@@ -114,3 +115,23 @@ def test_a_machine_that_slows_down_after_the_plan_ends_the_job_within_its_budget
     report = json.loads((tmp_path / "data" / "metrics.json").read_text())
     assert report["epochs"] == 6 and [h["epoch"] for h in report["history"]] == [1, 2, 3, 4, 5, 6]
     assert (tmp_path / "model" / "model.pt").is_file()
+    # Started again on the same checkpoints (a rerun, or a restart during the final evaluation): it trains no more.
+    again = fit(make_job(tmp_path, hps, {"train": scenes / "train"}), 2.5)
+    assert again["epochs"] == 6 and again["steps"] == 12
+
+
+def test_a_resumed_job_does_not_take_its_cold_first_epoch_for_a_slowdown(tmp_path, scenes):  # noqa: F811
+    # Planned 10 epochs at 5 s each, stopped inside the sixth (27.5 s trained). The resumed process spends 4 s
+    # more on its first step: scaled up from the one step of that epoch it runs, that would read as 13 s an
+    # epoch and end the job; the run's real time, 54 s at the end, fits in the budget.
+    hps = {**BUDGET, "epochs": "10"}
+    family = StopAfter()
+    family.stop_after = 11
+    job = make_job(tmp_path, hps, {"train": scenes / "train"}, family)
+    family.event = job.stop
+    with pytest.raises(TrainingStopped):
+        fit(job, 2.5)
+    trainer = Trainer(make_job(tmp_path, hps, {"train": scenes / "train"}, StopAfter()))
+    trainer.clock = lambda: 2.5 * trainer.progress.step + (4.0 if trainer.progress.step > 11 else 0.0)
+    summary = trainer.fit()
+    assert summary["epochs"] == summary["planned_epochs"] == 10 and summary["steps"] == 20

@@ -46,19 +46,28 @@ def test_the_plan_waits_for_warm_epochs_unless_the_budget_ends_first_or_all_epoc
     assert not plan_now(config, 1, 2, warm=False)  # a cold first epoch overstates the pace: wait for a warm one
     assert plan_now(config, 1, 1, warm=False)  # unless not even a second epoch fits
     assert plan_now(config, 2, 3, warm=True) and not plan_now(config, 2, 4, warm=True)
+    assert not plan_now(config, 5, 30, warm=False)  # resumed into the fourth epoch: one warm epoch first
 
 
-def test_the_pace_is_the_mean_since_the_second_epoch_and_the_guard_sees_the_last():
-    pace = Pace(fit_start=0.0, fit_start_step=0)
+def test_the_pace_is_the_mean_since_the_second_epoch_and_the_time_spans_restarts():
+    pace = Pace(fit_start=0.0)
     pace.start_epoch(0.0, 0)
     assert not pace.warm and pace.epoch_seconds(30.0, 10, 10) == 30.0  # the cold first epoch, all there is
     pace.start_epoch(30.0, 10)
     pace.start_epoch(40.0, 20)
     assert pace.warm and pace.epoch_seconds(60.0, 30, 10) == 15.0 and pace.last_epoch_seconds(60.0, 30, 10) == 20.0
-    assert pace.spent(60.0, 3, 15.0) == 60.0
-    resumed = Pace(fit_start=100.0, fit_start_step=25)
+    assert pace.spent(60.0) == 60.0
+    resumed = Pace(fit_start=100.0, spent_before=45.0)
     resumed.start_epoch(100.0, 25)  # the rest of an epoch of 10 steps: 5 steps in 8 s
-    assert resumed.epoch_seconds(108.0, 30, 10) == 16.0 and resumed.spent(108.0, 3, 16.0) == 48.0
+    assert resumed.epoch_seconds(108.0, 30, 10) == 16.0 and resumed.spent(108.0) == 53.0
     config = TrainConfig(epochs=100, max_minutes=1)
     assert not out_of_budget(config, 40.0, 20.0) and out_of_budget(config, 41.0, 20.0)
     assert not out_of_budget(TrainConfig(max_minutes=0), 1e9, 1e9)
+
+
+def test_the_cosine_starts_where_the_budget_was_decided():
+    config = TrainConfig(epochs=100, max_minutes=5)
+    factor = lr_factor(config, lambda: 110, lambda: 10, lambda: 40)
+    assert factor(39) == 1.0 and factor(40) == 1.0  # the peak until the plan, no jump at it
+    assert abs(factor(75) - (FINAL_LR_FRACTION + (1 - FINAL_LR_FRACTION) / 2)) < 1e-9
+    assert abs(factor(110) - FINAL_LR_FRACTION) < 1e-9
